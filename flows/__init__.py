@@ -1,0 +1,1 @@
+"""Prefect flows composing the stages; holds no model code."""
