@@ -22,6 +22,9 @@ class ModelConfig(BaseModel):
     sasrec_heads: int = Field(1, ge=1, description="SASRec: attention heads per block.")
     caser_filters: int = Field(16, ge=1, description="Caser: horizontal filters per height (heights 2, 3, 4).")
     caser_vertical: int = Field(1, ge=1, description="Caser: number of vertical filters.")
+    max_len: int = Field(
+        50, ge=1, description="Longest history the model accepts (SASRec positions, Caser vertical filters); at least the dataset's L."
+    )
 
 
 class EmbeddingDistillConfig(BaseModel):
