@@ -127,11 +127,12 @@ def validate_samples(samples: pd.DataFrame, n_items: int, max_history: int, path
     bad_target = (target < 0) | (target >= n_items)
     if bad_target.any():
         raise DataError(path, "target", f"is out of range 0..{n_items - 1}", first_rows(bad_target))
-    lengths = samples["history"].map(len).to_numpy()
+    histories = samples["history"].tolist()
+    lengths = np.fromiter(map(len, histories), dtype=np.int64, count=len(histories))
     too_long = lengths > max_history
     if too_long.any():
         raise DataError(path, "history", f"is longer than max_history={max_history}", first_rows(too_long))
-    flat = np.concatenate([np.asarray(h, dtype=np.int64) for h in samples["history"]] or [np.zeros(0)])
+    flat = np.concatenate(histories).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64)
     owner = np.repeat(np.arange(len(samples)), lengths)
     bad_hist = (flat < 0) | (flat >= n_items)
     if bad_hist.any():

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from pipeline.dataset import clean_title, make_sample_id, write_dataset
+from pipeline.dataset import clean_title, write_dataset
 from pipeline.errors import DataError, first_rows
 from pipeline.readers import read_source
 from pipeline.readers.base import SPLIT_CODES, RawData
-from pipeline.splits import Sequences, split_samples
+from pipeline.splits import Sequences, sample_ids, split_samples
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def usable_titles(items: pd.DataFrame, drop_untitled: bool, path: str) -> pd.Dat
 
 def dense_items(items: pd.DataFrame, used: pd.Series) -> pd.DataFrame:
     """Keep catalogue items that occur in `used`; ids 0..n-1 by sorted source id."""
-    items = items[items["source_id"].isin(set(used))]
+    items = items[items["source_id"].isin(pd.unique(used.to_numpy(dtype=object)))]
     numeric = pd.to_numeric(items["source_id"], errors="coerce")
     key = numeric if numeric.notna().all() else items["source_id"]
     items = items.assign(_key=key.to_numpy()).sort_values("_key", kind="stable").reset_index(drop=True)
@@ -87,15 +87,17 @@ def samples_from_interactions(raw: RawData, config: DataConfig, protocol: str) -
     source = raw.sources[0] if raw.sources else config.reader
     items = usable_titles(raw.items, config.drop_untitled, source)
     inter = raw.interactions
-    keep = inter["source_id"].isin(set(items["source_id"])).to_numpy()
+    keep = pd.Index(items["source_id"]).get_indexer(inter["source_id"].to_numpy(dtype=object)) >= 0
     if not keep.all():
         log.info("dropping %d of %d interactions with items without a usable title", (~keep).sum(), len(inter))
     inter = inter.loc[keep]
     items = dense_items(items, inter["source_id"])
-    item_ids = pd.Index(items["source_id"]).get_indexer(inter["source_id"])
-    labels = inter["split"].map(SPLIT_CODES).to_numpy() if "split" in inter.columns else None
-    if labels is not None and pd.isna(labels).any():
-        raise DataError(source, "split", f"must be one of {list(SPLIT_CODES)}", first_rows(pd.isna(labels)))
+    item_ids = pd.Index(items["source_id"]).get_indexer(inter["source_id"].to_numpy(dtype=object))
+    labels = None
+    if "split" in inter.columns:
+        labels = pd.Index(list(SPLIT_CODES)).get_indexer(inter["split"].to_numpy(dtype=object))
+        if (labels < 0).any():
+            raise DataError(source, "split", f"must be one of {list(SPLIT_CODES)}", first_rows(labels < 0))
     seq = Sequences.from_arrays(inter["user_id"].to_numpy(), item_ids, inter["order"].to_numpy(),
                                 inter["timestamp"].to_numpy() if raw.has_timestamps else None, labels)
     samples = split_samples(seq, protocol, config.max_history)
@@ -112,7 +114,7 @@ def samples_from_ready(raw: RawData, config: DataConfig) -> tuple[pd.DataFrame, 
     s = raw.samples
     history = s["history"].map(lambda h: np.asarray(h, dtype=np.int32)[-config.max_history:])
     samples = pd.DataFrame({
-        "sample_id": [make_sample_id(u, p) for u, p in zip(s["user_id"], s["position"])],
+        "sample_id": sample_ids(s["user_id"].astype(str).tolist(), s["position"].tolist()),
         "user_id": s["user_id"].astype(str), "split": s["split"], "history": history,
         "target": s["target"].astype(np.int32), "timestamp": pd.array([pd.NA] * len(s), dtype="Int64"),
     })

@@ -61,7 +61,7 @@ def require_columns(df: pd.DataFrame, columns: Iterable[str], path: str | Path) 
             raise DataError(path, col, f"is missing (found columns {list(df.columns)[:10]})")
 
 
-def pick_column(df: pd.DataFrame, candidates: Iterable[str], path: str | Path, what: str) -> str | None:
+def pick_column(df: pd.DataFrame, candidates: Iterable[str]) -> str | None:
     """First of `candidates` present in `df` (case-insensitive); None if none is."""
     lower = {str(c).lower(): c for c in df.columns}
     for cand in candidates:
@@ -129,6 +129,7 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
 
 def check_item_refs(interactions: pd.DataFrame, items: pd.DataFrame, path: str | Path) -> None:
     """Every interaction must name an item of the catalogue (a typo is not silently dropped)."""
-    unknown = ~interactions["source_id"].isin(items["source_id"]).to_numpy()
+    known = pd.Index(items["source_id"].to_numpy(dtype=object))
+    unknown = known.get_indexer(interactions["source_id"].to_numpy(dtype=object)) < 0
     if unknown.any():
         raise DataError(path, "item", "names items that are not in the items file", first_rows(unknown))
