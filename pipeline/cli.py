@@ -77,5 +77,42 @@ def info(dataset: Path = typer.Argument(..., help="A prepared dataset folder."))
         typer.echo(f"  {name:5s} {int((ds.samples['split'] == name).sum()):>9,d} samples")
 
 
+@app.command("export-dros")
+def export_dros_cmd(
+    dataset: Path = typer.Argument(..., help="A prepared dataset folder."),
+    out: Path = typer.Argument(..., help="Folder to write the DROS / DLLM2Rec files into."),
+) -> None:
+    """Write a dataset as DROS / DLLM2Rec files (train_data.df, val/test_data.csv, data_statis.df, id2name.txt)."""
+    from pipeline.dataset import load_dataset
+    from pipeline.readers.dros import export_dros
+
+    try:
+        export_dros(load_dataset(dataset), out)
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(f"wrote DROS files to {out}")
+
+
+@app.command("import-bigrec")
+def import_bigrec_cmd(
+    dataset: Path = typer.Option(..., help="The prepared dataset the teacher files belong to."),
+    teacher_dir: Path = typer.Option(..., help="Folder with myrank_train.txt, confidence_train.txt, all_embeddings.pt."),
+    out: Path = typer.Option(..., help="Teacher artifact folder to write."),
+    dros_dir: Optional[Path] = typer.Option(None, help="The export-dros folder whose train_data.df the teacher ran on "
+                                            "(its sample_ids.csv aligns rows); not needed for datasets read with --reader dros."),
+    model_id: str = typer.Option("bigrec (imported)", help="Name of the teacher model, recorded in the manifest."),
+    expected_dim: Optional[int] = typer.Option(None, help="Fail unless the embeddings have this width."),
+) -> None:
+    """Import an existing BIGRec / DLLM2Rec teacher run into teacher artifacts (validated first)."""
+    from pipeline.bigrec_import import import_bigrec
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        import_bigrec(teacher_dir, dataset, out, dros_dir=dros_dir, model_id=model_id, expected_dim=expected_dim)
+    except DataError as exc:
+        _fail(exc)
+    typer.echo(f"wrote teacher artifacts to {out}")
+
+
 if __name__ == "__main__":
     app()
