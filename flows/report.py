@@ -1,0 +1,219 @@
+"""The run report: one summary dict -> report.md + report.png + summary.json + Prefect UI artifacts.
+
+A summary holds the dataset stats, the teacher (manifest, metrics, cache status), every
+student's metrics.json and the wall time of each stage. `publish_report` writes the files
+next to the run's outputs (`<root>/<dataset>/reports/<stamp>/`) and publishes:
+
+- markdown `report-<dataset>`: the whole report (students with vs without distillation side by side);
+- tables `student-metrics-<dataset>`, `teacher-metrics-<dataset>`, `stage-costs-<dataset>`:
+  stable keys, so every re-distillation adds a new version of the same artifact;
+- link `training-plot-<dataset>` to the PNG on disk, and image `training-plot-image-<dataset>`
+  (the PNG inline, so the UI shows it without file access).
+
+    >>> rows = comparison_rows([{"model": "sasrec", "distill": False, "test": {"NDCG@20": 0.1}},
+    ...                         {"model": "sasrec", "distill": True, "test": {"NDCG@20": 0.12}}], ("NDCG@20",))
+    >>> rows[0]["change"]
+    '+20.0%'
+"""
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect.artifacts import create_image_artifact, create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from flows.common import logger
+from flows.layout import Layout, RunSettings, slug
+from pipeline.artifacts import TEACHER_MANIFEST_FILE
+from pipeline.dataset import MANIFEST_FILE
+from pipeline.io import read_json, write_json
+
+REPORT_KS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
+INLINE_IMAGE_LIMIT = 400_000  # bytes; larger plots are only linked
+
+
+def student_record(config, metrics_path: str) -> dict:
+    """The parts of a student's metrics.json the report uses."""
+    m = read_json(metrics_path)
+    overlap = m.get("teacher_student_overlap") or {}
+    return {
+        "label": Path(metrics_path).parent.name,
+        "model": config.model,
+        "distill": bool(config.distill.enabled),
+        "path": str(Path(metrics_path).parent),
+        "valid": m.get("valid", {}),
+        "test": m.get("test", {}),
+        "overlap": overlap.get("overlap"),
+        "overlap_k": overlap.get("k"),
+        "best_epoch": m.get("best_epoch"),
+        "epochs_run": m.get("epochs_run"),
+        "train_seconds": m.get("train_seconds"),
+        "curve": m.get("curve", []),
+        "protocol": m.get("protocol"),
+    }
+
+
+def collect_summary(settings: RunSettings, dataset_dir: str, teacher_dir: str | None, teacher_info: dict | None,
+                    students: list[tuple], costs: list[dict]) -> dict:
+    """Gather everything the report shows from the files the stages wrote."""
+    manifest = read_json(Path(dataset_dir) / MANIFEST_FILE)
+    teacher = None
+    if teacher_dir:
+        tm = read_json(Path(teacher_dir) / TEACHER_MANIFEST_FILE)
+        teacher = {"path": teacher_dir, "manifest": tm, "metrics": teacher_metrics(tm), **(teacher_info or {})}
+    return {
+        "dataset": {"name": settings.dataset, "path": dataset_dir, **{k: manifest.get(k) for k in (
+            "content_hash", "counts", "n_items", "n_users", "max_history", "reader", "protocol")}},
+        "teacher": teacher,
+        "students": [student_record(cfg, path) for cfg, path in students],
+        "costs": costs,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def teacher_metrics(manifest: dict) -> dict[str, dict]:
+    """`{split: {HR@K: ..}}` from a teacher manifest (`metrics` holds valid/test dicts)."""
+    metrics = manifest.get("metrics") or {}
+    return {split: vals for split, vals in metrics.items() if isinstance(vals, dict)}
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def md_table(rows: list[dict]) -> str:
+    if not rows:
+        return "_none_\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_rows(students: list[dict], ks=REPORT_KS) -> list[dict]:
+    """Per model and metric: best baseline vs best distilled student (test), and the relative change."""
+    rows = []
+    for model in dict.fromkeys(s["model"] for s in students):
+        base = [s for s in students if s["model"] == model and not s["distill"]]
+        kd = [s for s in students if s["model"] == model and s["distill"]]
+        if not base or not kd:
+            continue
+        b = max(base, key=lambda s: s["test"].get("NDCG@20", 0.0))
+        d = max(kd, key=lambda s: s["test"].get("NDCG@20", 0.0))
+        metrics = [(k, b["test"].get(k), d["test"].get(k)) for k in ks]
+        if b.get("overlap") is not None or d.get("overlap") is not None:
+            metrics.append((f"overlap@{d.get('overlap_k') or 20} with teacher", b.get("overlap"), d.get("overlap")))
+        for name, x, y in metrics:
+            change = f"{(y - x) / x * 100:+.1f}%" if x and y is not None else "-"
+            rows.append({"model": model, "metric": name, "no distillation": x, "DLLM2Rec": y, "change": change})
+    return rows
+
+
+def student_rows(students: list[dict]) -> list[dict]:
+    return [{"student": s["label"], "model": s["model"], "distill": "yes" if s["distill"] else "no",
+             "best epoch": s["best_epoch"], "valid NDCG@20": s["valid"].get("NDCG@20"),
+             **{f"test {k}": s["test"].get(k) for k in REPORT_KS}, "overlap@20": s["overlap"],
+             "train s": s["train_seconds"]} for s in students]
+
+
+def teacher_rows(teacher: dict | None) -> list[dict]:
+    if not teacher:
+        return []
+    return [{"split": split, **{k: vals.get(k) for k in REPORT_KS}} for split, vals in teacher["metrics"].items()]
+
+
+def render_markdown(summary: dict, plot_name: str | None) -> str:
+    ds, teacher = summary["dataset"], summary["teacher"]
+    out = [f"# DLLM2Rec run on `{ds['name']}` ({(ds['content_hash'] or '')[:12]})\n",
+           f"_{summary['created_at']}_\n", "## Dataset\n",
+           md_table([{"reader": ds["reader"], "protocol": ds["protocol"], "items": ds["n_items"], "users": ds["n_users"],
+                      "L": ds["max_history"], **(ds["counts"] or {})}]), f"\nPath: `{ds['path']}`\n"]
+    if teacher:
+        tm = teacher["manifest"]
+        out += ["\n## Teacher\n", md_table([{
+            "model": tm.get("model_id"), "mode": tm.get("mode"), "backend": tm.get("backend"), "top-N": tm.get("top_n"),
+            "dim": tm.get("dim"), "train coverage": tm.get("train_coverage"), "run": teacher.get("status", "-"),
+            "new samples": teacher.get("new_samples")}]), "\n", md_table(teacher_rows(teacher)),
+            f"\nArtifacts: `{teacher['path']}`\n"]
+    students = summary["students"]
+    out += ["\n## Students: with vs without distillation (test)\n", md_table(comparison_rows(students)),
+            "\n## All students\n", md_table(student_rows(students))]
+    if students and students[0].get("protocol"):
+        out.append(f"\nProtocol: {students[0]['protocol']}.\n")
+    out += ["\n## Cost per stage\n", md_table(summary["costs"])]
+    if plot_name:
+        out += [f"\n## Training curves\n\n![training curves and metrics]({plot_name})\n"]
+    return "".join(out)
+
+
+def plot(summary: dict, path: Path) -> Path:
+    """Training loss and valid NDCG@20 per epoch per student, and test metric bars (teacher included)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = summary["students"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for s in students:
+        epochs = [c["epoch"] for c in s["curve"]]
+        style = "-" if s["distill"] else "--"
+        axes[0].plot(epochs, [c.get("loss") for c in s["curve"]], style, marker=".", label=s["label"])
+        axes[1].plot(epochs, [c.get("valid_ndcg@20") for c in s["curve"]], style, marker=".", label=s["label"])
+    axes[0].set(title="training loss", xlabel="epoch")
+    axes[1].set(title="valid NDCG@20", xlabel="epoch")
+    names = [s["label"] for s in students]
+    values = [[s["test"].get(k, 0.0) for k in ("HR@20", "NDCG@20")] for s in students]
+    teacher = summary.get("teacher")
+    if teacher and "test" in teacher["metrics"]:
+        names.insert(0, "teacher")
+        values.insert(0, [teacher["metrics"]["test"].get(k, 0.0) for k in ("HR@20", "NDCG@20")])
+    width = 0.38
+    for j, metric in enumerate(("HR@20", "NDCG@20")):
+        axes[2].bar([i + (j - 0.5) * width for i in range(len(names))], [v[j] for v in values], width, label=f"test {metric}")
+    axes[2].set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    axes[2].set(title="test metrics")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{summary['dataset']['name']} ({(summary['dataset']['content_hash'] or '')[:12]})")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def publish_report(summary: dict, settings: RunSettings, stamp: str | None = None) -> Path:
+    """Write report.md/.png/summary.json under the run root and publish the UI artifacts. Returns report.md."""
+    stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    out = Layout.of(settings).report_dir(stamp)
+    png = plot(summary, out / "report.png").resolve() if summary["students"] else None
+    report = out / "report.md"
+    markdown = render_markdown(summary, png.name if png else None)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_text(markdown)
+    write_json(summary, out / "summary.json")
+    key = slug(settings.dataset)
+    create_markdown_artifact(markdown.replace(f"({png.name})", f"({png.as_uri()})") if png else markdown,
+                             key=f"report-{key}", description=f"DLLM2Rec report, {report.resolve()}")
+    create_table_artifact(student_rows(summary["students"]), key=f"student-metrics-{key}",
+                          description="Student metrics (test, full ranking); one version per run")
+    if summary["teacher"]:
+        create_table_artifact(teacher_rows(summary["teacher"]), key=f"teacher-metrics-{key}",
+                              description=f"Teacher metrics, {summary['teacher']['path']}")
+    create_table_artifact(summary["costs"], key=f"stage-costs-{key}", description="Wall time per stage (s)")
+    if png:
+        create_link_artifact(png.as_uri(), link_text=str(png), key=f"training-plot-{key}",
+                             description="Training curves and metric bars (PNG next to the report)")
+        data = png.read_bytes()
+        if len(data) <= INLINE_IMAGE_LIMIT:
+            create_image_artifact("data:image/png;base64," + base64.b64encode(data).decode(),
+                                  key=f"training-plot-image-{key}", description=str(png))
+    logger().info("report: %s", report.resolve())
+    return report
