@@ -87,14 +87,15 @@ def _user_sequence(rng, cat, by_key, by_genre, platform, genres, length):
         r, item = rng.random(), None
         if franchise is not None and r < 0.65:  # the next sequel of the current franchise
             item = pick(by_key.get((franchise, entry + 1), []))
-        elif r < 0.9:  # start (or resume) another franchise of a favourite genre
-            names = by_genre[genres[0] if rng.random() < 0.7 else genres[1]]
+        if item is None and r < 0.9:  # (re)start a franchise of a favourite genre (also when a chain ends)
+            genre = genres[0] if rng.random() < 0.7 else genres[1]
+            names = by_genre.get((genre, platform)) or by_genre[genre]  # prefer franchises on the platform
             franchise = names[rng.integers(len(names))]
             entry = 0 if rng.random() < 0.7 else int(rng.integers(0, 2))
             item = pick(by_key.get((franchise, entry + 1), []))
-        if item is None:  # popularity noise (also the fallback when a chain ends)
+        if item is None:  # popularity noise, mostly on the user's platform
             item = int(np.searchsorted(cum_pop, rng.random() * cum_pop[-1]))
-            if item in seen:
+            if item in seen or (platforms[item] != platform and rng.random() < 0.7):
                 continue
             franchise, entry = franchises[item], int(entries[item]) - 1
         seq.append(item)
@@ -118,7 +119,9 @@ def make_demo(
     by_key: dict[tuple[str, int], list[int]] = {}
     for i, (f, e) in enumerate(zip(items.franchise, items.entry)):
         by_key.setdefault((f, int(e)), []).append(i)
-    by_genre = {g: sorted(set(items.franchise[items.genre == g])) for g in GENRES}
+    by_genre: dict = {g: sorted(set(items.franchise[items.genre == g])) for g in GENRES}
+    by_genre.update({(g, p): sorted(set(items.franchise[(items.genre == g) & (items.platform == p)]))
+                     for g in GENRES for p in PLATFORMS})
     genre_names = list(GENRES)
     platform_cum = np.cumsum(PLATFORM_SHARE) / sum(PLATFORM_SHARE)
 
