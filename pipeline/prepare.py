@@ -85,7 +85,7 @@ def dense_items(items: pd.DataFrame, used: pd.Series) -> pd.DataFrame:
 
 def samples_from_interactions(raw: RawData, config: DataConfig, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     source = raw.sources[0] if raw.sources else config.reader
-    items = usable_titles(raw.items, config.drop_untitled, source)
+    items = usable_titles(raw.items, config.drop_untitled, raw.items_source or source)
     inter = raw.interactions
     keep = pd.Index(items["source_id"]).get_indexer(inter["source_id"].to_numpy(dtype=object)) >= 0
     if not keep.all():
@@ -102,7 +102,9 @@ def samples_from_interactions(raw: RawData, config: DataConfig, protocol: str) -
                                 inter["timestamp"].to_numpy() if raw.has_timestamps else None, labels)
     samples = split_samples(seq, protocol, config.max_history)
     stats = {"n_interactions": int(len(inter)), "n_source_items": int(len(raw.items)),
-             "dropped_interactions": int((~keep).sum())}
+             "dropped_interactions": int((~keep).sum()), "single_item_users": int((seq.lengths == 1).sum())}
+    if stats["single_item_users"]:
+        log.info("%d users have a single item left: they give no sample", stats["single_item_users"])
     return items, samples, stats
 
 

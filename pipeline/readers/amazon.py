@@ -90,4 +90,4 @@ def read(path: Path, items_path: Path | None = None) -> RawData:
         raise DataError(meta, "file", "does not exist")
     inter = read_reviews(reviews)
     items = read_meta(meta, set(inter["source_id"]))
-    return RawData(items=items, interactions=inter, sources=[str(reviews), str(meta)])
+    return RawData(items=items, interactions=inter, sources=[str(reviews), str(meta)], items_source=str(meta))

@@ -44,6 +44,7 @@ class RawData:
     samples: pd.DataFrame | None = None
     sources: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
+    items_source: str = ""  # the file the titles come from (named in title errors)
 
     @property
     def has_timestamps(self) -> bool:

@@ -20,6 +20,7 @@ items with an empty title are dropped by `prepare` (BIGRec).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,9 @@ def _timestamps(values: pd.Series, path: Path, role: str) -> np.ndarray:
         if (num % 1 != 0).any():
             raise DataError(path, role, "must be whole numbers", first_rows((num % 1 != 0).to_numpy()))
         return num.to_numpy(dtype=np.int64)
-    dates = pd.to_datetime(values, errors="coerce", utc=True)
+    with warnings.catch_warnings():  # "could not infer format": parsing each value is what we want
+        warnings.simplefilter("ignore", UserWarning)
+        dates = pd.to_datetime(values, errors="coerce", utc=True)
     if dates.isna().any():
         raise DataError(path, role, "is neither a number nor a date", first_rows(dates.isna().to_numpy()))
     return (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
@@ -105,4 +108,5 @@ def read(path: Path, items_path: Path | None = None) -> RawData:
     items_path = Path(items_path) if items_path else find_file(folder, [f"items{s}" for s in SUFFIXES])
     inter, items = read_interactions(path), read_items(items_path)
     check_item_refs(inter, items, path)
-    return RawData(items=items, interactions=inter, sources=[str(path), str(items_path)])
+    return RawData(items=items, interactions=inter, sources=[str(path), str(items_path)],
+                   items_source=str(items_path))

@@ -79,4 +79,5 @@ def read(path: Path, items_path: Path | None = None) -> RawData:
     inter = _interactions(ratings, sep)
     items = _items(items_file, "|" if items_file.name == "u.item" else "::")
     check_item_refs(inter, items, ratings)
-    return RawData(items=items, interactions=inter, sources=[str(ratings), str(items_file)])
+    return RawData(items=items, interactions=inter, sources=[str(ratings), str(items_file)],
+                   items_source=str(items_file))

@@ -70,7 +70,7 @@ def read_dealrec(folder: Path) -> RawData:
     catalogue = read_title_map(find_file(folder, ["title_maps.npy"]))
     check_item_refs(inter, catalogue, folder / "training_dict.npy")
     return RawData(items=catalogue, interactions=inter, sources=[str(folder / n) for _, n in SPLIT_FILES],
-                   notes={"layout": "dealrec"})
+                   notes={"layout": "dealrec"}, items_source=str(folder / "title_maps.npy"))
 
 
 def read_sequences(folder: Path) -> RawData:
@@ -93,7 +93,7 @@ def read_sequences(folder: Path) -> RawData:
     catalogue = read_title_map(title_path)
     check_item_refs(inter, catalogue, seq_path)
     return RawData(items=catalogue, interactions=inter, sources=[str(seq_path), str(title_path)],
-                   notes={"layout": "sequential_data"})
+                   notes={"layout": "sequential_data"}, items_source=str(title_path))
 
 
 def read(path: Path, items_path: Path | None = None) -> RawData:
