@@ -171,3 +171,25 @@ def test_dros_round_trip(tmp_path):
     rows = pd.read_csv(out / "sample_ids.csv")  # row r of each file <-> the sample it came from
     first_valid = rows[(rows.split == "valid") & (rows.row == 0)].sample_id.item()
     assert ds.samples.set_index("sample_id").loc[first_valid, "target"] == val.loc[0, "next"]
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_prepare_info_export(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    for command in ("prepare", "info", "export-dros", "import-bigrec"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output
+    out = tmp_path / "data"
+    result = runner.invoke(app, ["prepare", "--reader", "demo", "--demo-users", "30", "--split", "loo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_dataset(out).manifest["protocol"] == "loo"
+    info = runner.invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and "train" in info.output and '"pad_id"' in info.output
+    assert runner.invoke(app, ["export-dros", str(out), str(tmp_path / "dros")]).exit_code == 0
+    assert (tmp_path / "dros" / "val_data.csv").exists()
+    bad = runner.invoke(app, ["prepare", "--reader", "movielens", "--path", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
