@@ -41,7 +41,8 @@ def prepare(
     split: str = typer.Option("auto", help=_help("split")),
     max_history: int = typer.Option(10, help=_help("max_history")),
     seed: int = typer.Option(0, help=_help("seed")),
-    drop_untitled: bool = typer.Option(True, help=_help("drop_untitled")),
+    untitled: str = typer.Option("drop", help=_help("untitled")),
+    given_train: str = typer.Option("prefixes", help=_help("given_train")),
     demo_users: int = typer.Option(FIELDS["demo_users"].default, help=_help("demo_users")),
     demo_franchises_per_genre: int = typer.Option(FIELDS["demo_franchises_per_genre"].default,
                                                   help=_help("demo_franchises_per_genre")),
@@ -51,7 +52,7 @@ def prepare(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         config = DataConfig(reader=reader, path=path, items_path=items_path, split=split, max_history=max_history,
-                            seed=seed, drop_untitled=drop_untitled, demo_users=demo_users,
+                            seed=seed, untitled=untitled, given_train=given_train, demo_users=demo_users,
                             demo_franchises_per_genre=demo_franchises_per_genre, demo_mean_length=demo_mean_length)
         prepare_dataset(config, out)
     except (DataError, ValidationError) as exc:

@@ -46,8 +46,12 @@ class DataConfig(BaseModel):
         "source's split); auto = given if the source has one, else time if it has timestamps, else loo.")
     max_history: int = Field(10, ge=1, description="L: at most this many previous items in a sample's history.")
     seed: int = Field(0, description="Seed of the demo generator.")
-    drop_untitled: bool = Field(True, description="Drop items whose title is empty or a placeholder (BIGRec); "
-                                "False makes them an error.")
+    untitled: Literal["drop", "error", "keep"] = Field(
+        "drop", description="Items whose title is empty or a placeholder (title_123, unknown): drop them and their "
+        "interactions (BIGRec), make them an error, or keep them (empty titles become 'item <id>').")
+    given_train: Literal["prefixes", "windows"] = Field(
+        "prefixes", description="Given split only: train samples at every position of a user's train part "
+        "(prefixes), or only BIGRec windows range(min(L, t-1), t) of it (windows, as DROS-format train files).")
     demo_users: int = Field(2000, ge=10, description="Demo: number of users.")
     demo_franchises_per_genre: int = Field(8, ge=1, le=16, description="Demo: franchises per genre (8 genres).")
     demo_mean_length: float = Field(13.0, ge=6, description="Demo: mean sequence length (minimum 5).")
@@ -61,15 +65,20 @@ def resolve_protocol(config: DataConfig, raw: RawData) -> str:
     return "time" if raw.has_timestamps else "loo"
 
 
-def usable_titles(items: pd.DataFrame, drop_untitled: bool, path: str) -> pd.DataFrame:
-    """Clean titles; drop (or reject) the items whose title is empty or a placeholder."""
+def usable_titles(items: pd.DataFrame, policy: str, path: str) -> pd.DataFrame:
+    """Clean titles; drop, reject or keep the items whose title is empty or a placeholder."""
     items = items.assign(title=[clean_title(t) for t in items["title"]])
-    bad = (items["title"] == "").to_numpy() | items["title"].str.fullmatch(PLACEHOLDER_TITLE).to_numpy()
-    if bad.any():
-        if not drop_untitled:
-            raise DataError(path, "title", "is empty or a placeholder", first_rows(bad))
-        log.info("dropping %d of %d items without a usable title (e.g. %s)", bad.sum(), len(items),
-                 items.loc[bad, "source_id"].head(3).tolist())
+    empty = (items["title"] == "").to_numpy()
+    bad = empty | items["title"].str.fullmatch(PLACEHOLDER_TITLE).to_numpy()
+    if not bad.any():
+        return items
+    if policy == "error":
+        raise DataError(path, "title", "is empty or a placeholder", first_rows(bad))
+    if policy == "keep":
+        log.info("keeping %d items without a usable title", bad.sum())
+        return items.assign(title=np.where(empty, "item " + items["source_id"].astype(str), items["title"]))
+    log.info("dropping %d of %d items without a usable title (e.g. %s)", bad.sum(), len(items),
+             items.loc[bad, "source_id"].head(3).tolist())
     return items.loc[~bad].reset_index(drop=True)
 
 
@@ -85,7 +94,7 @@ def dense_items(items: pd.DataFrame, used: pd.Series) -> pd.DataFrame:
 
 def samples_from_interactions(raw: RawData, config: DataConfig, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     source = raw.sources[0] if raw.sources else config.reader
-    items = usable_titles(raw.items, config.drop_untitled, raw.items_source or source)
+    items = usable_titles(raw.items, config.untitled, raw.items_source or source)
     inter = raw.interactions
     keep = pd.Index(items["source_id"]).get_indexer(inter["source_id"].to_numpy(dtype=object)) >= 0
     if not keep.all():
@@ -100,7 +109,7 @@ def samples_from_interactions(raw: RawData, config: DataConfig, protocol: str) -
             raise DataError(source, "split", f"must be one of {list(SPLIT_CODES)}", first_rows(labels < 0))
     seq = Sequences.from_arrays(inter["user_id"].to_numpy(), item_ids, inter["order"].to_numpy(),
                                 inter["timestamp"].to_numpy() if raw.has_timestamps else None, labels)
-    samples = split_samples(seq, protocol, config.max_history)
+    samples = split_samples(seq, protocol, config.max_history, train_windows=config.given_train == "windows")
     stats = {"n_interactions": int(len(inter)), "n_source_items": int(len(raw.items)),
              "dropped_interactions": int((~keep).sum()), "single_item_users": int((seq.lengths == 1).sum())}
     if stats["single_item_users"]:

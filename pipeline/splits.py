@@ -10,7 +10,9 @@ vectorised: no Python loop over users or samples except for hashing sample ids.
   >= 1 a train sample.
 - `given` (pre-split sources): each item keeps its source split label; every position
   >= 1 is a sample of its label's split, with the full preceding sequence (all splits)
-  as history, truncated to the last L items.
+  as history, truncated to the last L items. With `train_windows=True` the train part
+  gives BIGRec windows instead of every prefix: positions `range(min(L, t-1), t)` of a
+  user's t train items (valid/test unchanged).
 
 Samples never have an empty history: a user with a single item gives no sample.
 
@@ -107,7 +109,8 @@ def loo_targets(seq: Sequences) -> tuple[np.ndarray, np.ndarray]:
     return idx, codes
 
 
-def given_targets(seq: Sequences, path: str | Path = "interactions") -> tuple[np.ndarray, np.ndarray]:
+def given_targets(seq: Sequences, max_history: int = 10, train_windows: bool = False,
+                  path: str | Path = "interactions") -> tuple[np.ndarray, np.ndarray]:
     """Keep the source's labels; they must not go back in time (train < valid < test)."""
     if seq.labels is None:
         raise DataError(path, "split", "is required by the 'given' split")
@@ -116,7 +119,13 @@ def given_targets(seq: Sequences, path: str | Path = "interactions") -> tuple[np
     if backwards.any():
         raise DataError(path, "split", "goes back (e.g. test before train) inside a user's sequence",
                         first_rows(np.concatenate([[False], backwards])))
-    idx = np.flatnonzero(seq.positions >= 1)
+    pos = seq.positions
+    keep = pos >= 1
+    if train_windows:
+        n_train = np.bincount(seq.user_index, weights=seq.labels == 0, minlength=len(seq.user_ids)).astype(np.int64)
+        t = n_train[seq.user_index]
+        keep &= (seq.labels != 0) | (pos >= np.minimum(max_history, t - 1))
+    idx = np.flatnonzero(keep)
     return idx, seq.labels[idx]
 
 
@@ -149,14 +158,14 @@ def make_samples(seq: Sequences, idx: np.ndarray, codes: np.ndarray, max_history
     )
 
 
-def split_samples(seq: Sequences, protocol: str, max_history: int) -> pd.DataFrame:
+def split_samples(seq: Sequences, protocol: str, max_history: int, train_windows: bool = False) -> pd.DataFrame:
     """All samples of `seq` under `protocol` (time | loo | given), as a samples frame."""
     if protocol == "time":
         idx, codes = time_targets(seq, max_history)
     elif protocol == "loo":
         idx, codes = loo_targets(seq)
     elif protocol == "given":
-        idx, codes = given_targets(seq)
+        idx, codes = given_targets(seq, max_history, train_windows)
     else:
         raise ValueError(f"unknown split protocol {protocol!r}; choose one of {PROTOCOLS}")
     return make_samples(seq, idx, codes, max_history)

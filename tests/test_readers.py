@@ -115,8 +115,10 @@ def test_untitled_items_are_dropped_and_logged_or_rejected(tmp_path, caplog):
     assert "dropping 2 of 4 items" in caplog.text and "dropping 2 of 6 interactions" in caplog.text
     assert by_user(ds)[("u1", "test")] == [(["Alpha"], "Delta")]  # b and c removed from the sequence
     err = assert_fails(tmp_path / "strict", "items.csv", "title", reader="interactions", path=tmp_path / "src",
-                       drop_untitled=False)
+                       untitled="error")
     assert err.rows == [1, 2]
+    _, kept = prepare(tmp_path / "keep", reader="interactions", path=tmp_path / "src", split="loo", untitled="keep")
+    assert kept.items["title"].tolist() == ["Alpha", "item b", "title_17", "Delta"]
 
 
 # ---------------------------------------------------------------- Amazon
@@ -307,3 +309,13 @@ def test_real_dataset_counts(tmp_path, folder, reader, protocol, n_items, train,
 def users_with_items(ds) -> int:
     """Users left with at least one item: from the samples, plus users whose only item has no sample."""
     return int(ds.manifest["n_users"] + ds.manifest.get("single_item_users", 0))
+
+
+@pytest.mark.shared_data
+def test_games_dealrec_in_dros_window_form(tmp_path):
+    """The benchmark's configuration (issue: about 88k train windows of L=10, 17,332 items)."""
+    if not (SHARED / "games-dealrec").is_dir():
+        pytest.skip("games-dealrec is not here")
+    _, ds = prepare(tmp_path, reader="presplit", path=SHARED / "games-dealrec", untitled="keep", given_train="windows")
+    assert ds.n_items == 17332
+    assert ds.manifest["counts"] == {"train": 88024, "valid": 22609, "test": 19733}  # README: 22,609 / 19,733 items

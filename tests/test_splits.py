@@ -110,3 +110,17 @@ def test_sample_ids_are_make_sample_id_and_depend_on_user_and_position_only():
     second = split_samples(seq2, "loo", 10)
     second = second[second.user_id == "a"].set_index("position")["sample_id"]
     assert first.loc[[1, 2]].tolist() == second.loc[[1, 2]].tolist()  # appending items keeps old ids
+
+
+def test_given_split_with_bigrec_windows_in_the_train_part():
+    # L=2. user a: train 1 2 3 4 | valid 5 ; user b: train 6 7 | test 8
+    labels = [0, 0, 0, 0, 1, 0, 0, 2]
+    seq = Sequences.from_arrays(list("aaaaabbb"), [1, 2, 3, 4, 5, 6, 7, 8], order=[0, 1, 2, 3, 4, 0, 1, 2], labels=labels)
+    got = rows(split_samples(seq, "given", max_history=2, train_windows=True))
+    assert got == [
+        ("a", 2, "train", [1, 2], 3),  # t=4 train items: range(min(2, 3), 4) = positions 2, 3
+        ("a", 3, "train", [2, 3], 4),
+        ("a", 4, "valid", [3, 4], 5),
+        ("b", 1, "train", [6], 7),  # t=2: range(min(2, 1), 2) = position 1
+        ("b", 2, "test", [6, 7], 8),
+    ]
