@@ -8,7 +8,7 @@
 | `interactions` | `pipeline.readers.interactions`| CSV/Parquet `user,item,timestamp` + `item,title`  |
 | `amazon`       | `pipeline.readers.amazon`      | Amazon reviews + meta JSON lines (.gz ok)         |
 | `movielens`    | `pipeline.readers.movielens`   | ml-100k `u.data`/`u.item`, ml-1m/10m `*.dat`      |
-| `dros`         | `pipeline.readers.dros`        | DROS / DLLM2Rec `*_data.df|csv` + `data_statis.df`|
+| `dros`         | `pipeline.readers.dros`        | DROS / DLLM2Rec `*_data.df/.csv`, `data_statis.df` |
 | `presplit`     | `pipeline.readers.presplit`    | per-user train/valid/test lists (games-dealrec, toys-p5) |
 
     >>> raw = read_source(DataConfig(reader="movielens", path="../shared/data/ml-100k"))  # doctest: +SKIP

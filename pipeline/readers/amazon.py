@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from pipeline.errors import DataError
 from pipeline.readers.base import RawData, json_lines
@@ -39,7 +40,7 @@ def _get(obj: dict, keys: tuple[str, ...], path: Path, line: int, role: str):
 
 def read_reviews(path: Path) -> pd.DataFrame:
     users, items, times = [], [], []
-    for n, obj in json_lines(path):
+    for n, obj in tqdm(json_lines(path), desc=f"reading {path.name}", unit=" lines", mininterval=2):
         users.append(str(_get(obj, USER_KEYS, path, n, "reviewerID")))
         items.append(str(_get(obj, ITEM_KEYS, path, n, "asin")))
         t = _get(obj, TIME_KEYS, path, n, "unixReviewTime")
@@ -62,7 +63,7 @@ def read_reviews(path: Path) -> pd.DataFrame:
 def read_meta(path: Path, wanted: set[str]) -> pd.DataFrame:
     """Titles of the `wanted` items (meta files are large: everything else is skipped)."""
     titles: dict[str, str] = {}
-    for n, obj in json_lines(path):
+    for n, obj in tqdm(json_lines(path), desc=f"reading {path.name}", unit=" lines", mininterval=2):
         item = str(_get(obj, ITEM_KEYS, path, n, "asin"))
         if item in wanted and item not in titles:
             titles[item] = obj.get("title") or ""
