@@ -82,6 +82,16 @@ def test_interactions_with_order_column_default_to_leave_one_out(tmp_path):
     assert by_user(ds)[("u1", "test")] == [(["Beta", "Alpha & Co"], "Gamma")]
 
 
+def test_interactions_with_dates(tmp_path):
+    src = tmp_path / "src"
+    write_interactions(src, ROWS, ITEMS)
+    when = pd.to_datetime(["2020-01-01 00:00:10", "2020-01-01 00:00:30", "2020-01-01 00:00:20"] * 2)
+    pd.read_csv(src / "interactions.csv").assign(timestamp=when).to_parquet(src / "events.parquet")
+    _, ds = prepare(tmp_path, reader="interactions", path=src / "events.parquet", items_path=src / "items.csv")
+    assert ds.manifest["protocol"] == "time"
+    assert ds.samples["timestamp"].tolist() == [1577836830] * 2  # each user's last item, in seconds (not ns)
+
+
 def test_interactions_with_given_split_column(tmp_path):
     rows = "user,item,timestamp,split\nu1,a,1,train\nu1,b,2,train\nu1,c,3,test\n"
     write_interactions(tmp_path / "src", rows, ITEMS)

@@ -60,7 +60,8 @@ def _ids(values: pd.Series, path: Path, role: str) -> np.ndarray:
 
 def _timestamps(values: pd.Series, path: Path, role: str) -> np.ndarray:
     """Integers (seconds) as they are; anything else parsed as a date."""
-    num = pd.to_numeric(values, errors="coerce")
+    is_date = pd.api.types.is_datetime64_any_dtype(values)
+    num = pd.to_numeric(values, errors="coerce") if not is_date else pd.Series([np.nan])
     if num.notna().all():
         if (num % 1 != 0).any():
             raise DataError(path, role, "must be whole numbers", first_rows((num % 1 != 0).to_numpy()))
