@@ -76,10 +76,10 @@ def split_tensors(dataset: Dataset, split: str) -> SplitTensors:
     frame = dataset.split(split)
     history, lengths = pad_histories(frame["history"].tolist(), dataset.max_history, dataset.pad_id)
     return SplitTensors(
-        sample_ids=torch.as_tensor(frame["sample_id"].to_numpy(np.int64)),
+        sample_ids=torch.from_numpy(frame["sample_id"].to_numpy(np.int64).copy()),
         history=history,
         lengths=lengths,
-        target=torch.as_tensor(frame["target"].to_numpy(np.int64)),
+        target=torch.from_numpy(frame["target"].to_numpy(np.int64).copy()),
     )
 
 
