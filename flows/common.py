@@ -25,9 +25,10 @@ GPU_SLOTS = int(os.environ.get("DLLM2REC_GPU_SLOTS", "1"))
 
 
 def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a task only for I/O errors (a flaky disk or network share), never for bad data or bugs."""
+    """Retry a task only for I/O errors (a flaky disk or network share), never for bad data, bugs,
+    or a file that is simply not there (a missing model or dataset will not appear on retry)."""
     exc = getattr(state, "data", None)
-    return isinstance(exc, OSError)
+    return isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError))
 
 
 # Keyword arguments for tasks that read or write files.

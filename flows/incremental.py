@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -100,12 +101,18 @@ def merge_rankings(base: TeacherRankings, delta: TeacherRankings) -> TeacherRank
     )
 
 
+MetricsFn = Callable[[TeacherRankings, Dataset], dict]
+
+
 def merge_artifacts(base_dir: str | Path, delta_dir: str | Path | None, dataset: Dataset, out_dir: str | Path,
-                    *, base_dataset: Dataset, manifest_extra: dict | None = None) -> Path:
+                    *, base_dataset: Dataset, manifest_extra: dict | None = None,
+                    metrics_fn: MetricsFn = None) -> Path:
     """Write the base rankings + the delta rankings for `dataset` into `out_dir` (validated, atomic).
 
     The base embeddings are reused (the catalogue is unchanged); teacher metrics are
-    recomputed on the new version's valid/test samples.
+    recomputed on the new version's valid/test samples with `metrics_fn` (default:
+    `ranking_metrics`; the teacher flow passes the teacher's own, which counts identical
+    titles as one item).
     """
     base = load_teacher_artifacts(base_dir, base_dataset)
     rankings = base.rankings
@@ -116,7 +123,7 @@ def merge_artifacts(base_dir: str | Path, delta_dir: str | Path | None, dataset:
                             "differs from the base run's: the base model changed, so an incremental merge is invalid")
         rankings = merge_rankings(rankings, delta.rankings)
     manifest = {k: v for k, v in base.manifest.items() if k not in {"dataset_hash", "created_at", "n_rankings", "train_coverage"}}
-    manifest.update(metrics=ranking_metrics(rankings, dataset), **(manifest_extra or {}))
+    manifest.update(metrics=(metrics_fn or ranking_metrics)(rankings, dataset), **(manifest_extra or {}))
     return write_teacher_artifacts(out_dir, rankings, base.embeddings, dataset, manifest)
 
 

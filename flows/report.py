@@ -117,7 +117,7 @@ def comparison_rows(students: list[dict], ks=REPORT_KS) -> list[dict]:
 def student_rows(students: list[dict]) -> list[dict]:
     return [{"student": s["label"], "model": s["model"], "distill": "yes" if s["distill"] else "no",
              "best epoch": s["best_epoch"], "valid NDCG@20": s["valid"].get("NDCG@20"),
-             **{f"test {k}": s["test"].get(k) for k in REPORT_KS}, "overlap@20": s["overlap"],
+             **{f"test {k}": s["test"].get(k) for k in REPORT_KS}, "overlap with teacher": s["overlap"],
              "train s": s["train_seconds"]} for s in students]
 
 
@@ -136,7 +136,7 @@ def render_markdown(summary: dict, plot_name: str | None) -> str:
     if teacher:
         tm = teacher["manifest"]
         out += ["\n## Teacher\n", md_table([{
-            "model": tm.get("model_id"), "mode": tm.get("mode"), "backend": tm.get("backend"), "top-N": tm.get("top_n"),
+            "model": tm.get("model_id") or tm.get("model"), "mode": tm.get("mode"), "backend": tm.get("backend"), "top-N": tm.get("top_n"),
             "dim": tm.get("dim"), "train coverage": tm.get("train_coverage"), "run": teacher.get("status", "-"),
             "new samples": teacher.get("new_samples")}]), "\n", md_table(teacher_rows(teacher)),
             f"\nArtifacts: `{teacher['path']}`\n"]
