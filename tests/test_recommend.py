@@ -1,0 +1,79 @@
+"""Loading a saved student and serving top-k on CPU (and GPU when present)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import DataError
+from student.config import DistillConfig, EmbeddingDistillConfig, ModelConfig, StudentConfig, TrainConfig
+from student.recommend import load_student, recommend
+from student.trainer import train_student
+
+
+@pytest.fixture(scope="module")
+def trained(demo_dir, demo_teacher_dir, tmp_path_factory):
+    """A 1-epoch SASRec with embedding distillation (tied output): the checkpoint must carry the teacher table."""
+    torch.set_num_threads(1)
+    cfg = StudentConfig(model="sasrec", arch=ModelConfig(dim=16),
+                        distill=DistillConfig(enabled=True, embedding=EmbeddingDistillConfig(tie_output=True)),
+                        train=TrainConfig(epochs=1, seed=0))
+    out = tmp_path_factory.mktemp("rec")
+    train_student(demo_dir, cfg, out, teacher_dir=demo_teacher_dir)
+    return out
+
+
+def test_checkpoint_is_self_contained(trained, demo_dataset):
+    from student.data import StudentData
+    from student.evaluate import evaluate
+
+    model = load_student(trained / "best.pt")
+    assert not model.training and model.n_items == demo_dataset.n_items
+    assert model.checkpoint_info["teacher_dim"] == 24 and model.checkpoint_info["max_len"] == demo_dataset.max_history
+    # reloaded weights give back the recorded validation metrics exactly (no teacher folder involved)
+    ckpt = torch.load(trained / "best.pt", weights_only=False)
+    data = StudentData.build(demo_dataset)
+    assert evaluate(model, data.splits["valid"]).metrics == ckpt["valid"]
+
+
+def test_recommend_excludes_history(trained):
+    model = load_student(trained / "best.pt")
+    histories = [[1, 2, 3], [], list(range(40)), [5]]
+    items, scores = recommend(model, histories, k=15)
+    assert items.shape == (4, 15) and scores.shape == (4, 15) and items.dtype == np.int64
+    for h, row, s in zip(histories, items, scores):
+        assert not set(h) & set(row.tolist())  # the WHOLE history, also beyond the last L items
+        assert len(set(row.tolist())) == 15 and np.all(np.diff(s) <= 0) and np.isfinite(s).all()
+    # without exclusion the scores are the model's raw top-k
+    raw_items, raw_scores = recommend(model, histories, k=15, exclude_history=False)
+    full = model.scores(*_pad(histories[:1], model)).detach()
+    assert np.allclose(raw_scores[0], full.topk(15).values.numpy(), atol=1e-6)
+    assert items.tolist() == recommend(model, histories, k=15, batch_size=1)[0].tolist()
+
+
+def _pad(histories, model):
+    from student.data import pad_histories
+
+    return pad_histories(histories, model.checkpoint_info["max_len"], model.n_items)
+
+
+def test_recommend_rejects_unknown_items(trained):
+    model = load_student(trained / "best.pt")
+    with pytest.raises(ValueError, match="out of range"):
+        recommend(model, [[0, model.n_items]])
+
+
+def test_load_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.pt"
+    torch.save({"weights": 1}, bad)
+    with pytest.raises(DataError, match="format"):
+        load_student(bad)
+    with pytest.raises(DataError, match="does not exist"):
+        load_student(tmp_path / "missing.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_recommend_on_gpu_matches_cpu(trained):
+    cpu = recommend(load_student(trained / "best.pt"), [[1, 2, 3], [7]], k=10)
+    gpu = recommend(load_student(trained / "best.pt", device="cuda"), [[1, 2, 3], [7]], k=10)
+    assert cpu[0].tolist() == gpu[0].tolist() and np.allclose(cpu[1], gpu[1], atol=1e-4)
