@@ -1,0 +1,126 @@
+"""Teacher throughput benchmark: fine-tune, generate (HF / vLLM, greedy / beam), embed, ground.
+
+Runs the teacher's own code (`finetune_lora`, `HFGenerator`, `VllmGenerator`,
+`TextEmbedder`, `chunked_topn`) on the demo dataset (or `--data`) and prints samples/s
+per step plus a few generations. Used on CPU here and on a GPU by
+scripts/gpu_teacher_bench.sh; numbers go to docs/benchmarks.md ("## Teacher").
+
+    .venv/bin/python scripts/teacher_bench.py --n-prompts 32 --backends hf,vllm --beams 1,4
+    python scripts/teacher_bench.py --device cuda --n-train 1024 --epochs 1 --n-prompts 1024 --batch-size 256
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="canonical dataset folder (default: a fresh demo dataset)")
+    p.add_argument("--model", default="smollm2", help="teacher model name or folder")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--n-train", type=int, default=64, help="fine-tuning samples (0 = skip fine-tuning)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--train-batch", type=int, default=16)
+    p.add_argument("--n-prompts", type=int, default=32, help="test prompts to generate for")
+    p.add_argument("--batch-size", type=int, default=32, help="HF generation batch size")
+    p.add_argument("--backends", default="hf", help="comma list of hf,vllm")
+    p.add_argument("--beams", default="1,4", help="comma list of beam widths")
+    p.add_argument("--out", default=None, help="write the results JSON here too")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from pipeline.dataset import load_dataset
+    from pipeline.prepare import DataConfig, prepare_dataset
+    from teacher.config import FinetuneConfig, GenerationConfig, LoraSettings, ModelConfig, PromptConfig
+    from teacher.embed import TextEmbedder
+    from teacher.finetune import finetune_lora, seeded_sample
+    from teacher.generate import auto_max_new_tokens, make_generator
+    from teacher.ground import L2Scorer, chunked_topn
+    from teacher.model import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, resolve_model_dir
+    from teacher.prompts import PromptBuilder
+
+    tmp = Path(tempfile.mkdtemp(prefix="teacher_bench_"))
+    data = Path(args.data) if args.data else prepare_dataset(DataConfig(reader="demo"), tmp / "data")
+    ds = load_dataset(data)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype("auto", device)
+    start = time.perf_counter()
+    model_dir = resolve_model_dir(ModelConfig(name=args.model))
+    results: dict = {"device": str(device), "dtype": str(dtype), "model": args.model, "n_items": ds.n_items,
+                     "torch_threads": torch.get_num_threads(), "resolve_model_s": round(time.perf_counter() - start, 2)}
+    if device.type == "cuda":
+        results["gpu"] = torch.cuda.get_device_name(device)
+    builder = PromptBuilder(ds.titles, PromptConfig(), ds.max_history, ds.manifest)
+    tokenizer = load_tokenizer(model_dir)
+
+    adapter = None
+    if args.n_train:
+        train = seeded_sample(ds.split("train"), args.n_train, 0)
+        valid = seeded_sample(ds.split("valid"), 32, 1)
+        ft = FinetuneConfig(n_samples=args.n_train, epochs=args.epochs, batch_size=args.train_batch, patience=args.epochs)
+        meta = finetune_lora(model_dir, builder, train, valid, LoraSettings(), ft, tmp / "adapter", tmp / "ft", device)
+        adapter = tmp / "adapter"
+        results["finetune"] = {k: meta[k] for k in ("n_train", "epochs_run", "train_seconds", "train_samples_per_second",
+                                                    "train_tokens_per_second", "best_eval_loss")}
+
+    test = seeded_sample(ds.split("test"), args.n_prompts, 2)
+    prompts = builder.prompts(test)
+    max_new = auto_max_new_tokens(tokenizer, builder.titles)
+    results["max_new_tokens"] = max_new
+    generations: dict[str, list[str]] = {}
+    for backend in args.backends.split(","):
+        for beams in [int(b) for b in args.beams.split(",")]:
+            cfg = GenerationConfig(backend=backend, num_beams=beams, batch_size=args.batch_size)
+            t0 = time.perf_counter()
+            with make_generator(model_dir, adapter, cfg, device, dtype, max_new) as gen:
+                load_s = time.perf_counter() - t0
+                gen.generate(prompts[: min(4, len(prompts))])  # warm-up
+                t1 = time.perf_counter()
+                texts = gen.generate(prompts, progress=True)
+                seconds = time.perf_counter() - t1
+            key = f"{backend}_beams{beams}"
+            generations[key] = texts
+            results[f"generate_{key}"] = {"samples_per_s": round(len(prompts) / seconds, 2), "seconds": round(seconds, 2),
+                                          "load_s": round(load_s, 1), "n": len(prompts)}
+
+    model = load_causal_lm(model_dir, device, dtype)
+    embedder = TextEmbedder(model, tokenizer, device, batch_size=64)
+    t0 = time.perf_counter()
+    items = embedder(builder.titles)
+    seconds = time.perf_counter() - t0
+    results["embed_titles"] = {"items_per_s": round(len(items) / seconds, 1), "n": len(items)}
+    texts = next(iter(generations.values()), builder.titles[: len(prompts)])
+    embedder.known = {}
+    t0 = time.perf_counter()
+    queries = embedder(texts)
+    idx, _ = chunked_topn(L2Scorer(queries, items, device), len(queries), len(items), 50, list(test["history"]),
+                          device=device)
+    seconds = time.perf_counter() - t0
+    results["embed_and_ground"] = {"samples_per_s": round(len(queries) / seconds, 1), "n": len(queries)}
+    hits = (idx[:, :20] == test["target"].to_numpy()[:, None]).any(1).mean()
+    results["hr20_on_these_prompts"] = round(float(hits), 4)
+    results["samples"] = [{"target": builder.titles[t], **{k: v[i] for k, v in generations.items()}}
+                          for i, t in enumerate(test["target"].tolist()[:5])]
+    print(json.dumps(results, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
