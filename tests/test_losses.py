@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from student.losses import (
     bce_loss,
+    block_topk,
     combine_weights,
     confidence_weights_candidate,
     confidence_weights_target,
@@ -206,7 +207,7 @@ def test_consistency_hand_case():
 
 def test_consistency_matches_masked_topk_brute_force():
     torch.manual_seed(3)
-    n, B, L, K = 500, 16, 10, 10
+    n, B, L, K = 5000, 16, 10, 10  # wide enough for the block top-k path
     scores = torch.randn(B, n)
     history = torch.randint(0, n, (B, L))
     history[:, :5] = scores.topk(5, dim=1).indices  # history among the very best items
@@ -222,6 +223,18 @@ def test_consistency_matches_masked_topk_brute_force():
     got = consistency_weights(teacher, scores, history, k=K)
     assert torch.equal(got, expect)
     assert got[:, :5].all() and not got[:, -1].any()  # student's best non-history hit, history never
+
+
+def test_block_topk_equals_topk():
+    torch.manual_seed(4)
+    for n in (7, 100, 3000, 5001):  # small rows fall back to topk; 5001 has a short last block
+        s = torch.randn(8, n)
+        assert torch.equal(block_topk(s, 20), s.topk(min(20, n), dim=1).indices)
+    s = torch.randint(0, 4, (8, 5001)).float()  # heavy ties: the selected values must agree
+    assert torch.equal(s.gather(1, block_topk(s, 20)), s.topk(20, dim=1).values)
+    s = torch.full((2, 5001), float("-inf"))
+    s[0, 4999], s[1, 5000] = 1.0, 2.0  # the best item in the last (short) block
+    assert block_topk(s, 1).tolist() == [[4999], [5000]]
 
 
 def test_combine_weights_hand_case():

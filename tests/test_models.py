@@ -227,3 +227,22 @@ def test_state_dict_round_trip_without_teacher_artifacts(name):
     with torch.no_grad():
         assert torch.equal(again.scores(h, lengths), model.scores(h, lengths))
     assert again.confidence_tau.item() == 2.5
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_under_autocast(name, device):
+    # AMP: half-precision scores must still give a finite float32 loss and finite gradients
+    dtype = torch.float16 if device == "cuda" else torch.bfloat16
+    model = make(name, distill=True, dropout=0.0, alpha=0.5, distill_kw=dict(tau=1.5, kd_dro=True)).to(device)
+    b = batch(teacher=True).to(device)
+    with torch.autocast(device_type=device, dtype=dtype):
+        out = model.loss(b)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in out.values())
+    ref = model.loss(b)["loss"]
+    assert torch.allclose(out["loss"], ref, rtol=0.05)
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
