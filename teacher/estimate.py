@@ -96,7 +96,7 @@ def estimate_teacher(dataset_dir, config: TeacherConfig, out_dir: str | Path | N
     seconds["ground"] = per_query * n_rank * (1 + (len(cfg.hybrid_weights) if cfg.mode == "hybrid" else 0))
     seconds["total"] = sum(seconds.values())
     result = {"device": str(ws.device), "mode": cfg.mode, "n_rank": n_rank, "n_items": n_items, "n_finetune": n_ft,
-              "probe": len(probe_rows), "seconds": {k: round(v, 1) for k, v in seconds.items()},
+              "probe": len(probe_rows), "seconds": {k: float(f"{v:.3g}") for k, v in seconds.items()},
               "note": "generation timed with HF and the untrained base model: an upper bound"}
     log.info("estimate: %s", result)
     return result
