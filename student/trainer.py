@@ -52,6 +52,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def setup_runtime(config: StudentConfig) -> torch.device:
+    """Pick the device; on CPU set the thread count and flush subnormal floats to zero
+    (exp() of very negative DRO logits makes subnormals, ~100x slower on x86)."""
+    device = resolve_device(config.train.device)
+    if device.type == "cpu":
+        if config.train.num_threads:
+            torch.set_num_threads(config.train.num_threads)
+        torch.set_flush_denormal(True)
+    return device
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -63,6 +74,16 @@ def autocast_context(device: torch.device, enabled: bool):
     if device.type != "cuda" or not enabled:
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def make_optimizer(model: torch.nn.Module, config: StudentConfig) -> torch.optim.Optimizer:
+    """Adam, fused: on CPU the default per-parameter loop costs ~100 ms per step on a
+    [17k, 64] item table (2 cores), the fused kernel ~3 ms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.Adam(params, lr=config.train.lr, weight_decay=config.train.weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device without a fused kernel
+        return torch.optim.Adam(params, lr=config.train.lr, weight_decay=config.train.weight_decay, foreach=True)
 
 
 def config_changes(old: dict, new: dict, prefix: tuple = ()) -> list[tuple]:
@@ -133,9 +154,7 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
     """Train, select on valid NDCG@20, test once; write `metrics.json`, return it as a dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if config.train.num_threads:
-        torch.set_num_threads(config.train.num_threads)
-    device = resolve_device(config.train.device)
+    device = setup_runtime(config)
     dataset = load_dataset(dataset_dir)
     if dataset.max_history > config.arch.max_len:
         raise ValueError(f"dataset histories have up to {dataset.max_history} items but arch.max_len="
@@ -156,7 +175,7 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
     if tau is not None and config.distill.enabled:
         model.set_confidence_tau(tau)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    optimizer = make_optimizer(model, config)
     generator = torch.Generator(device=device).manual_seed(config.train.seed)
     gpu_data = data.to(device)
     teacher_dim = data.teacher_embeddings.shape[1] if data.teacher_embeddings is not None else None
