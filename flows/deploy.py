@@ -18,10 +18,12 @@ only needs the package installed, no code storage.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.deployments.runner import EntrypointType
 from prefect.events import DeploymentEventTrigger
 from prefect.exceptions import ObjectNotFound
@@ -35,6 +37,8 @@ from flows.prepare_flow import REFRESH_EVENT, prepare_data
 from flows.profiles import profile_parameters
 from flows.teacher_flow import teacher
 from pipeline.prepare import DataConfig
+from student.config import StudentConfig
+from teacher.config import TeacherConfig
 
 
 class DeploySettings(BaseModel):
@@ -46,6 +50,8 @@ class DeploySettings(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig, description="The source the watcher and the pipeline prepare.")
     profile: str = Field(default_factory=lambda: os.environ.get("DLLM2REC_PROFILE", "demo"),
                          description="Parameter preset for teacher and students: 'demo' (minutes on CPU) or 'full' (METHOD defaults).")
+    teacher: TeacherConfig | None = Field(None, description="Teacher settings of the deployments (overrides the profile's).")
+    students: list[StudentConfig] | None = Field(None, description="Student settings of the deployments (override the profile's).")
     teacher_pool: str = Field(default_factory=lambda: os.environ.get("DLLM2REC_TEACHER_POOL", "teacher-gpu"), description="Work pool of the teacher (GPU) worker.")
     student_pool: str = Field(default_factory=lambda: os.environ.get("DLLM2REC_STUDENT_POOL", "student"), description="Work pool of the student worker.")
     cron: str = Field(default_factory=lambda: os.environ.get("DLLM2REC_REDISTILL_CRON", "0 3 * * *"), description="Cron of periodic re-distillation.")
@@ -82,6 +88,10 @@ def build_deployments(s: DeploySettings) -> list[tuple[object, str]]:
     """`(RunnerDeployment, pool)` pairs, parameters filled from the profile and settings."""
     settings = RunSettings(root=str(Path(s.root).resolve()), dataset=s.dataset)
     prof = profile_parameters(s.profile)
+    prof = {"teacher": s.teacher or prof["teacher"], "students": s.students or prof["students"]}
+    # The watcher's first run comes one interval after registration, not at once.
+    every = timedelta(seconds=s.watch_interval)
+    watch = IntervalSchedule(interval=every, anchor_date=datetime.now(timezone.utc) + every)
     common = dict(entrypoint_type=EntrypointType.MODULE_PATH, tags=["dllm2rec", s.dataset],
                   job_variables={"working_dir": str(Path(s.working_dir or os.getcwd()).resolve())})
     pipe_params = {"data": s.data, "teacher": prof["teacher"], "students": prof["students"],
@@ -91,7 +101,8 @@ def build_deployments(s: DeploySettings) -> list[tuple[object, str]]:
         (pipeline.to_deployment("pipeline", parameters=pipe_params,
                                 description="End to end: prepare -> teacher (cached / incremental) -> distill -> report.", **common),
          s.teacher_pool),
-        (pipeline.to_deployment("redistill", parameters=pipe_params, cron=s.cron, triggers=[refresh_trigger(s.dataset)],
+        (pipeline.to_deployment("redistill", parameters=pipe_params,
+                                schedules=[CronSchedule(cron=s.cron, timezone=s.timezone)], triggers=[refresh_trigger(s.dataset)],
                                 description=f"Periodic re-distillation ({s.cron}) and on every {REFRESH_EVENT} of {s.dataset}.",
                                 **common),
          s.teacher_pool),
@@ -102,7 +113,7 @@ def build_deployments(s: DeploySettings) -> list[tuple[object, str]]:
         (distill.to_deployment("distill", parameters={"students": _jsonable(prof["students"]), "settings": _jsonable(settings)},
                                description="Train students on a dataset version (distilling from a teacher folder).", **common),
          s.student_pool),
-        (prepare_data.to_deployment(f"watch-{s.dataset}", interval=s.watch_interval,
+        (prepare_data.to_deployment(f"watch-{s.dataset}", schedules=[watch],
                                     parameters={"data": _jsonable(s.data), "settings": _jsonable(settings)},
                                     description=f"Re-prepare {s.dataset} every {s.watch_interval}s; emits {REFRESH_EVENT} on change.",
                                     **common),

@@ -167,17 +167,19 @@ def plot(summary: dict, path: Path) -> Path:
         axes[1].plot(epochs, [c.get("valid_ndcg@20") for c in s["curve"]], style, marker=".", label=s["label"])
     axes[0].set(title="training loss", xlabel="epoch")
     axes[1].set(title="valid NDCG@20", xlabel="epoch")
+    bars = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
     names = [s["label"] for s in students]
-    values = [[s["test"].get(k, 0.0) for k in ("HR@20", "NDCG@20")] for s in students]
+    values = [[s["test"].get(k) for k in bars] for s in students]
     teacher = summary.get("teacher")
     if teacher and "test" in teacher["metrics"]:
         names.insert(0, "teacher")
-        values.insert(0, [teacher["metrics"]["test"].get(k, 0.0) for k in ("HR@20", "NDCG@20")])
-    width = 0.38
-    for j, metric in enumerate(("HR@20", "NDCG@20")):
-        axes[2].bar([i + (j - 0.5) * width for i in range(len(names))], [v[j] for v in values], width, label=f"test {metric}")
+        values.insert(0, [teacher["metrics"]["test"].get(k) for k in bars])
+    width = 0.8 / len(bars)
+    for j, metric in enumerate(bars):
+        axes[2].bar([i + (j - (len(bars) - 1) / 2) * width for i in range(len(names))],
+                    [v[j] or 0.0 for v in values], width, label=f"test {metric}")
     axes[2].set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
-    axes[2].set(title="test metrics")
+    axes[2].set(title="test metrics (missing bars: K > teacher top-N)")
     for ax in axes:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -200,8 +202,11 @@ def publish_report(summary: dict, settings: RunSettings, stamp: str | None = Non
     report.write_text(markdown)
     write_json(summary, out / "summary.json")
     key = slug(settings.dataset)
-    create_markdown_artifact(markdown.replace(f"({png.name})", f"({png.as_uri()})") if png else markdown,
-                             key=f"report-{key}", description=f"DLLM2Rec report, {report.resolve()}")
+    data = png.read_bytes() if png else b""
+    inline = "data:image/png;base64," + base64.b64encode(data).decode() if 0 < len(data) <= INLINE_IMAGE_LIMIT else None
+    # The UI cannot read local files: its copy of the report carries the plot inline.
+    ui_markdown = markdown.replace(f"]({png.name})", f"]({inline or png.as_uri()})") if png else markdown
+    create_markdown_artifact(ui_markdown, key=f"report-{key}", description=f"DLLM2Rec report, {report.resolve()}")
     create_table_artifact(student_rows(summary["students"]), key=f"student-metrics-{key}",
                           description="Student metrics (test, full ranking); one version per run")
     if summary["teacher"]:
@@ -211,9 +216,7 @@ def publish_report(summary: dict, settings: RunSettings, stamp: str | None = Non
     if png:
         create_link_artifact(png.as_uri(), link_text=str(png), key=f"training-plot-{key}",
                              description="Training curves and metric bars (PNG next to the report)")
-        data = png.read_bytes()
-        if len(data) <= INLINE_IMAGE_LIMIT:
-            create_image_artifact("data:image/png;base64," + base64.b64encode(data).decode(),
-                                  key=f"training-plot-image-{key}", description=str(png))
+        if inline:
+            create_image_artifact(inline, key=f"training-plot-image-{key}", description=str(png))
     logger().info("report: %s", report.resolve())
     return report
