@@ -186,8 +186,9 @@ def block_topk(scores: Tensor, k: int, block: int = 32) -> Tensor:
 def consistency_weights(teacher_items: Tensor, student_scores: Tensor, history: Tensor, k: int | None = None) -> Tensor:
     """`w^o_sk = 1` if c_k is in the student's current top-K (history items excluded) [B, K].
 
-    One `topk(K + L)` over the detached scores, then the first K candidates that are not in
-    the history (at most L can be); the pad id never matches a real item.
+    `history` [B, L] is padded with any id outside 0..n_items-1 (the pad id `n_items`).
+    One top-(K + L) over the detached scores, then the first K candidates that are not in
+    the history (at most L of them can be). Ties at the K-th score are broken arbitrarily.
     """
     k = teacher_items.shape[1] if k is None else k
     n = student_scores.shape[1]

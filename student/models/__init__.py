@@ -41,9 +41,9 @@ def model_from_state_dict(config: StudentConfig, n_items: int, state_dict: Mappi
     the propensity and the confidence tau are buffers inside the state dict."""
     teacher = state_dict.get(TEACHER_KEY)
     placeholder = None if teacher is None else torch.zeros(n_items, teacher.shape[1])
-    model = build_model(config, n_items, placeholder)
+    model = build_model(config, n_items, placeholder, torch.zeros(n_items))  # buffers come from the state
     if teacher is not None:
-        model.item_emb.teacher = torch.empty_like(teacher)  # keep the saved dtype (fp16 or fp32)
+        model.item_emb.teacher = torch.empty_like(teacher)  # keep the saved dtype
     model.load_state_dict(state_dict)
     return model
 
