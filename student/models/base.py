@@ -4,7 +4,9 @@ A subclass only writes `encode(history, lengths) -> [B, dim]`; scoring against t
 catalogue and the losses (BCE + DRO + DLLM2Rec ranking distillation) live here once.
 
 Conventions: `history` is `[B, L]` long, oldest item first, padded at the END with
-`pad_id = n_items`; `lengths` is `[B]` (0 allowed: an empty history).
+`pad_id = n_items`; `lengths` is `[B]` (0 allowed: an empty history). Positions
+`>= lengths` are ignored whatever they hold; an empty history gets a learned constant
+representation (the encoder's output for an all-zero input).
 
     >>> model = build_model(StudentConfig(model="gru4rec"), n_items=100)   # doctest: +SKIP
     >>> model.scores(history, lengths).shape                               # doctest: +SKIP

@@ -10,7 +10,7 @@ last valid position never sees a pad: no packing needed (packing is slow on CPU)
 """
 from __future__ import annotations
 
-import torch
+import torch  # noqa: F401  (doctest)
 from torch import Tensor, nn
 
 from student.models.base import SequentialRecommender, gather_last

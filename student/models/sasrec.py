@@ -12,7 +12,7 @@ causal mask alone keeps pads out of every valid position.
 """
 from __future__ import annotations
 
-import torch
+import torch  # noqa: F401  (doctest)
 import torch.nn.functional as F
 from torch import Tensor, nn
 
