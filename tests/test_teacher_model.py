@@ -159,7 +159,7 @@ def test_vllm_generator_wiring(env, tmp_path, monkeypatch):
     tok = load_tokenizer(env.model_dir)
     assert [i["prompt_token_ids"] for i in inputs] == tok(prompts)["input_ids"]  # same tokens as the HF backend
     assert params[1]["temperature"] == 0.0 and params[1]["max_tokens"] == 7
-    assert set(params[1]["stop_token_ids"]) == set(stop_token_ids(tok))
+    assert params[1]["stop"] == ['"'] and params[1]["include_stop_str_in_output"]
     assert lora == ("lora", "teacher", 1, str(adapter))
     gen.config = GenerationConfig(num_beams=4)
     gen.llm.tokenizer = tok
