@@ -40,6 +40,16 @@ GAMES = REPO.parent / "shared" / "data" / "games-dealrec"
 log = logging.getLogger("student_bench")
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def prepared(config: DataConfig, folder: Path) -> Path:
     """Prepare once; later runs reuse the folder (the manifest is written last)."""
     if not (folder / MANIFEST_FILE).exists():
@@ -94,18 +104,24 @@ def run_one(dataset, teacher, model_name: str, distill: bool, args, device: torc
     capped = Capped(data, args.max_steps)
     if args.warmup:  # first steps pay one-off allocation / kernel-selection costs
         train_epoch(model, optimizer, Capped(data, args.warmup), cfg, generator, device, 0)
+    cpu0 = time.process_time()
     stats = train_epoch(model, optimizer, capped, cfg, generator, device, 1)
     if device.type == "cuda":
         torch.cuda.synchronize()
+    cpu_train = time.process_time() - cpu0
     steps = min(steps_total, args.max_steps or steps_total)
     epoch_seconds = stats["train_seconds"] * steps_total / steps
     valid = first_rows(data.splits["valid"], args.eval_rows)
     evaluate(model, first_rows(valid, 256), batch_size=args.eval_batch_size)  # warm-up
+    cpu0 = time.process_time()
     result = evaluate(model, valid, batch_size=args.eval_batch_size, top_n=0)
+    cpu_eval = time.process_time() - cpu0
     with_topk = evaluate(model, valid, batch_size=args.eval_batch_size, top_n=20)
     return {"model": model_name, "distill": distill, "train_windows": n_train, "steps_timed": steps,
             "epoch_seconds": round(epoch_seconds, 2), "samples_per_second": round(n_train / epoch_seconds),
-            "ms_per_step": round(1000 * stats["train_seconds"] / steps, 1), "eval_rows": len(valid),
+            "ms_per_step": round(1000 * stats["train_seconds"] / steps, 1),
+            "epoch_cpu_seconds": round(cpu_train * steps_total / steps, 2), "eval_rows": len(valid),
+            "eval_cpu_seconds": round(cpu_eval, 2),
             "eval_seconds": round(result.seconds, 2), "eval_top20_seconds": round(with_topk.seconds, 2),
             "loss": round(stats["loss"], 4)}
 
@@ -149,16 +165,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         teacher = load_teacher_artifacts(teacher_dir, dataset)
 
     rows = [run_one(dataset, teacher, m, d, args, device) for m in args.models for d in modes]
-    header = (f"device {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or 'cpu'}), "
+    header = (f"device {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else cpu_name()}), "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {data_dir}, "
               f"{dataset.n_items} items, batch {args.batch_size}")
     print(header)
-    print("| model | distill | train windows | epoch s | samples/s | ms/step | eval rows | eval s | eval+top20 s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    # CPU seconds (all threads) next to wall seconds: on a shared, busy machine the wall clock
+    # also counts time the process was not running; with one thread, CPU time ~ quiet wall time.
+    print("| model | distill | train windows | epoch s | epoch CPU s | samples/s | ms/step | eval rows | eval s "
+          "| eval CPU s | eval+top20 s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {'KD+ED' if r['distill'] else 'no'} | {r['train_windows']} | {r['epoch_seconds']} | "
-              f"{r['samples_per_second']} | {r['ms_per_step']} | {r['eval_rows']} | {r['eval_seconds']} | "
-              f"{r['eval_top20_seconds']} |")
+              f"{r['epoch_cpu_seconds']} | {r['samples_per_second']} | {r['ms_per_step']} | {r['eval_rows']} | "
+              f"{r['eval_seconds']} | {r['eval_cpu_seconds']} | {r['eval_top20_seconds']} |")
     if args.out:
         args.out.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
     return rows
