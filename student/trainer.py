@@ -184,7 +184,7 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
                              "stopped": False, "history": [], "train_seconds": 0.0}
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location=device)
+        ckpt = load_checkpoint(last_path)  # on CPU: RNG states must stay CPU tensors
         changed = [c for c in config_changes(ckpt["config"], config.model_dump(mode="json"))
                    if c not in RESUMABLE_CHANGES]
         if changed or ckpt["dataset_hash"] != dataset.content_hash:
@@ -235,7 +235,7 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
 def finish(model, data: StudentData, dataset, config: StudentConfig, teacher, state: dict,
            out_dir: Path, tau: float | None) -> dict[str, Any]:
     """Load best.pt, evaluate test once, write metrics.json."""
-    best = load_checkpoint(out_dir / "best.pt", map_location=next(model.parameters()).device)
+    best = load_checkpoint(out_dir / "best.pt")
     model.load_state_dict(best["model"])
     test: EvalResult = evaluate(model, data.splits["test"], batch_size=config.train.eval_batch_size,
                                 mask_history=config.train.mask_history, top_n=20)
