@@ -30,7 +30,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=64, help="fine-tuning samples (0 = skip fine-tuning)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--train-batch", type=int, default=16)
-    p.add_argument("--n-prompts", type=int, default=32, help="test prompts to generate for")
+    p.add_argument("--n-prompts", type=int, default=32, help="prompts to generate for")
+    p.add_argument("--prompt-split", default="test", help="split the prompts are drawn from (train has the most)")
+    p.add_argument("--demo-users", type=int, default=2000, help="users of the generated demo dataset")
     p.add_argument("--batch-size", type=int, default=32, help="HF generation batch size")
     p.add_argument("--backends", default="hf", help="comma list of hf,vllm")
     p.add_argument("--beams", default="1,4", help="comma list of beam widths")
@@ -56,7 +58,7 @@ def main() -> None:
     from teacher.prompts import PromptBuilder
 
     tmp = Path(tempfile.mkdtemp(prefix="teacher_bench_"))
-    data = Path(args.data) if args.data else prepare_dataset(DataConfig(reader="demo"), tmp / "data")
+    data = Path(args.data) if args.data else prepare_dataset(DataConfig(reader="demo", demo_users=args.demo_users), tmp / "data")
     ds = load_dataset(data)
     device = resolve_device(args.device)
     dtype = resolve_dtype("auto", device)
@@ -79,7 +81,7 @@ def main() -> None:
         results["finetune"] = {k: meta[k] for k in ("n_train", "epochs_run", "train_seconds", "train_samples_per_second",
                                                     "train_tokens_per_second", "best_eval_loss")}
 
-    test = seeded_sample(ds.split("test"), args.n_prompts, 2)
+    test = seeded_sample(ds.split(args.prompt_split), args.n_prompts, 2)
     prompts = builder.prompts(test)
     max_new = auto_max_new_tokens(tokenizer, builder.titles)
     results["max_new_tokens"] = max_new
@@ -115,6 +117,9 @@ def main() -> None:
     results["embed_and_ground"] = {"samples_per_s": round(len(queries) / seconds, 1), "n": len(queries)}
     hits = (idx[:, :20] == test["target"].to_numpy()[:, None]).any(1).mean()
     results["hr20_on_these_prompts"] = round(float(hits), 4)
+    for key in [k for k in results if k.startswith("generate_") and k.endswith("beams4")]:
+        gen_rate, ground_rate = results[key]["samples_per_s"], results["embed_and_ground"]["samples_per_s"]
+        results[f"{key}_plus_ground_samples_per_s"] = round(1 / (1 / gen_rate + 1 / ground_rate), 2)
     results["samples"] = [{"target": builder.titles[t], **{k: v[i] for k, v in generations.items()}}
                           for i, t in enumerate(test["target"].tolist()[:5])]
     print(json.dumps(results, indent=2))
