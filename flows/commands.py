@@ -20,7 +20,13 @@ app = typer.Typer(help="Run and serve the Prefect flows.", no_args_is_help=True)
 
 
 def _quiet_defaults() -> None:
+    """Offline-friendly defaults (an explicit environment wins); before Prefect reads its settings."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's ephemeral server (no PREFECT_API_URL) needs more than the default 20 s on a busy 2-core box.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
+_quiet_defaults()
 
 
 def print_summary(report: str) -> None:

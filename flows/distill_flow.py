@@ -36,8 +36,13 @@ RUNTIME_FIELDS = {"train": {"device", "num_threads", "eval_batch_size", "amp"}}
 
 
 def student_label(config: StudentConfig) -> str:
-    """Readable and unique: `sasrec-kd-1a2b3c4d` / `sasrec-base-5e6f7a8b`."""
-    kind = "kd" if config.distill.enabled else "base"
+    """Readable and unique: `sasrec-kd-1a2b3c4d` (ranking + embedding distillation), `-kd-rank-` /
+    `-kd-emb-` (one of the two), `-base-` (none)."""
+    d = config.distill
+    kind = "base"
+    if d.enabled:
+        rank, emb = d.lambda_d > 0, d.embedding.enabled and d.embedding.weight > 0
+        kind = "kd" if rank and emb else ("kd-rank" if rank else ("kd-emb" if emb else "kd-none"))
     return f"{config.model}-{kind}-{config_hash(config, exclude=RUNTIME_FIELDS)[:8]}"
 
 

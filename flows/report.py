@@ -11,7 +11,7 @@ next to the run's outputs (`<root>/<dataset>/reports/<stamp>/`) and publishes:
   (the PNG inline, so the UI shows it without file access).
 
     >>> rows = comparison_rows([{"model": "sasrec", "distill": False, "test": {"NDCG@20": 0.1}},
-    ...                         {"model": "sasrec", "distill": True, "test": {"NDCG@20": 0.12}}], ("NDCG@20",))
+    ...                         {"model": "sasrec", "distill": True, "label": "kd", "test": {"NDCG@20": 0.12}}], ("NDCG@20",))
     >>> rows[0]["change"]
     '+20.0%'
 """
@@ -96,21 +96,21 @@ def md_table(rows: list[dict]) -> str:
 
 
 def comparison_rows(students: list[dict], ks=REPORT_KS) -> list[dict]:
-    """Per model and metric: best baseline vs best distilled student (test), and the relative change."""
+    """Each distilled student (test) next to its model's best no-distillation baseline, with the relative change."""
     rows = []
     for model in dict.fromkeys(s["model"] for s in students):
         base = [s for s in students if s["model"] == model and not s["distill"]]
-        kd = [s for s in students if s["model"] == model and s["distill"]]
-        if not base or not kd:
+        if not base:
             continue
         b = max(base, key=lambda s: s["test"].get("NDCG@20", 0.0))
-        d = max(kd, key=lambda s: s["test"].get("NDCG@20", 0.0))
-        metrics = [(k, b["test"].get(k), d["test"].get(k)) for k in ks]
-        if b.get("overlap") is not None or d.get("overlap") is not None:
-            metrics.append((f"overlap@{d.get('overlap_k') or 20} with teacher", b.get("overlap"), d.get("overlap")))
-        for name, x, y in metrics:
-            change = f"{(y - x) / x * 100:+.1f}%" if x and y is not None else "-"
-            rows.append({"model": model, "metric": name, "no distillation": x, "DLLM2Rec": y, "change": change})
+        for d in (s for s in students if s["model"] == model and s["distill"]):
+            metrics = [(k, b["test"].get(k), d["test"].get(k)) for k in ks]
+            if b.get("overlap") is not None or d.get("overlap") is not None:
+                metrics.append((f"overlap@{d.get('overlap_k') or 20} with teacher", b.get("overlap"), d.get("overlap")))
+            for name, x, y in metrics:
+                change = f"{(y - x) / x * 100:+.1f}%" if x and y is not None else "-"
+                rows.append({"model": model, "student": d.get("label", "-"), "metric": name,
+                             "no distillation": x, "distilled": y, "change": change})
     return rows
 
 

@@ -137,6 +137,7 @@ def test_student_label_and_baseline_twin():
     plan = plan_students([kd, kd], with_baselines=True)
     assert [c.distill.enabled for c in plan] == [True, False]
     assert student_label(kd).startswith("sasrec-kd-") and student_label(plan[1]).startswith("sasrec-base-")
+    assert student_label(StudentConfig(distill=DistillConfig(enabled=True, lambda_d=0.0))).startswith("sasrec-kd-emb-")
     assert student_label(kd) == student_label(kd.model_copy(update={"train": TrainConfig(device="cuda")}))
     assert student_label(kd) != student_label(kd.model_copy(update={"train": TrainConfig(lr=0.01)}))
     assert plan_students([kd], with_baselines=False) == [kd]
@@ -146,15 +147,19 @@ def test_comparison_rows_hand_computed():
     students = [
         {"model": "sasrec", "distill": False, "test": {"HR@10": 0.2, "NDCG@10": 0.1, "HR@20": 0.3, "NDCG@20": 0.125},
          "overlap": 0.1, "overlap_k": 20},
-        {"model": "sasrec", "distill": True, "test": {"HR@10": 0.25, "NDCG@10": 0.09, "HR@20": 0.3, "NDCG@20": 0.15},
-         "overlap": 0.3, "overlap_k": 20},
+        {"model": "sasrec", "distill": True, "label": "kd", "test": {"HR@10": 0.25, "NDCG@10": 0.09, "HR@20": 0.3,
+                                                                      "NDCG@20": 0.15}, "overlap": 0.3, "overlap_k": 20},
+        {"model": "sasrec", "distill": True, "label": "kd-emb", "test": {"NDCG@20": 0.1}},
         {"model": "gru4rec", "distill": False, "test": {"NDCG@20": 0.1}},  # no distilled twin: not compared
     ]
-    rows = {r["metric"]: r for r in comparison_rows(students)}
+    rows = {r["metric"]: r for r in comparison_rows(students) if r["student"] == "kd"}
     assert rows["HR@10"]["change"] == "+25.0%" and rows["NDCG@10"]["change"] == "-10.0%"
     assert rows["HR@20"]["change"] == "+0.0%" and rows["NDCG@20"]["change"] == "+20.0%"
     assert rows["overlap@20 with teacher"]["change"] == "+200.0%"
     assert {r["model"] for r in rows.values()} == {"sasrec"}
+    emb = [r for r in comparison_rows(students) if r["student"] == "kd-emb"]
+    assert [r["change"] for r in emb if r["metric"] == "NDCG@20"] == ["-20.0%"]
+    assert [r["change"] for r in emb if r["metric"] == "HR@10"] == ["-"]
     assert md_table([{"a": 0.5, "b": None}]).splitlines() == ["| a | b |", "|---|---|", "| 0.5000 | - |"]
 
 
