@@ -71,7 +71,8 @@ def _student_cache_key(context: TaskRunContext, parameters: dict) -> str:
     cfg: StudentConfig = parameters["config"]
     data_hash = read_json(Path(parameters["dataset_dir"]) / MANIFEST_FILE)["content_hash"]
     teach = teacher_key(parameters["teacher_dir"])
-    return f"student-{data_hash[:16]}-{teach[:16]}-{config_hash(cfg, exclude=RUNTIME_FIELDS)[:16]}"
+    where = config_hash({"out_dir": str(Path(parameters["out_dir"]).resolve())})
+    return f"student-{data_hash[:16]}-{teach[:16]}-{config_hash(cfg, exclude=RUNTIME_FIELDS)[:16]}-{where[:8]}"
 
 
 @task(name="train-student", cache_key_fn=_student_cache_key, persist_result=True, **IO_RETRIES)

@@ -2,7 +2,7 @@
 
 The demo preset keeps the real teacher (SmolLM2-135M, LoRA, generation, grounding) but on
 a budget: 8 fine-tuning steps on 32 samples, generation for a seeded subset of 64 train
-samples plus 48 valid and 48 test samples, and students for up to 30 epochs.
+samples plus 32 valid and 32 test samples, and students for up to 30 epochs.
 Every number is an ordinary config field, so the UI form or a JSON file can change it.
 
     >>> p = profile_parameters("demo")
@@ -20,14 +20,14 @@ PROFILES = ("demo", "full")
 
 def demo_teacher(model: str | None = None) -> TeacherConfig:
     """Sized for ~30 GFLOP/s (2 busy CPU cores): SmolLM2 prefill dominates, so prompts keep the
-    5 most recent titles, fine-tuning runs 8 steps of 4, and 64 train + 2 x 48 eval samples are generated."""
+    5 most recent titles, fine-tuning runs 8 steps of 4, and 64 train + 2 x 32 eval samples are generated."""
     return TeacherConfig(
         model=ModelConfig(name=model or "smollm2"),
         prompt=PromptConfig(max_history=5),
         finetune=FinetuneConfig(n_samples=32, n_valid=16, epochs=1, max_steps=8, batch_size=4),
         generation=GenerationConfig(num_beams=1, batch_size=16),
         max_samples=64,
-        max_eval_samples=48,
+        max_eval_samples=32,
     )
 
 

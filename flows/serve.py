@@ -40,11 +40,13 @@ class LocalStack:
     """Owns a `prefect server start` process and `prefect worker start` processes."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 4200, home: str | Path | None = None,
-                 log_dir: str | Path | None = None, extra_env: dict[str, str] | None = None):
+                 log_dir: str | Path | None = None, extra_env: dict[str, str] | None = None,
+                 workers_to_terminal: bool = False):
         self.host, self.port = host, port
         self.url = f"http://{host}:{port}"
         self.api_url = f"{self.url}/api"
         self.log_dir = Path(log_dir) if log_dir else None
+        self.workers_to_terminal = workers_to_terminal  # else they log to log_dir too
         env = {**os.environ, "PREFECT_API_URL": self.api_url,
                "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false")}
         if home:
@@ -56,7 +58,7 @@ class LocalStack:
     # -- processes -------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         out: IO | None = None
-        if self.log_dir:
+        if self.log_dir and not (self.workers_to_terminal and name != "server"):
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")
             self._files.append(out)
@@ -116,19 +118,21 @@ class LocalStack:
             for s, h in old.items():
                 signal.signal(s, h)
 
-    def stop(self, timeout: float = 20) -> None:
-        """SIGTERM workers (newest first), then the server; SIGKILL what is still alive after `timeout`."""
-        for name, proc in reversed(self.procs):
-            if proc.poll() is None:
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM every worker at once, then the server; SIGKILL what is still alive after `timeout` each."""
+        workers = [(n, p) for n, p in self.procs if n != "server"]
+        server = [(n, p) for n, p in self.procs if n == "server"]
+        for group in (workers, server):
+            for _, proc in group:
+                if proc.poll() is None:
+                    _signal_group(proc, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for name, proc in group:
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                try:
-                    proc.wait(timeout=timeout)
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     logger().warning("%s did not stop in %.0f s: killing it", name, timeout)
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    _signal_group(proc, signal.SIGKILL)
                     proc.wait()
         self.procs.clear()
         for f in self._files:
@@ -142,16 +146,28 @@ class LocalStack:
         self.stop()
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def serve(settings, host: str = "127.0.0.1", port: int = 4200, home: str | None = None,
           log_dir: str | None = None) -> None:
-    """Server + deployments + a worker per pool until Ctrl-C (what `make serve` runs)."""
+    """Server + deployments + a worker per pool until Ctrl-C (what `make serve` runs).
+
+    The server's own log (noisy with SQLite retries under load) goes to `<log_dir>/server.log`;
+    the workers print their flow runs' logs to this terminal.
+    """
+    log_dir = Path(log_dir or Path(settings.root) / ".serve-logs")
     with ExitStack() as stack:
-        local = stack.enter_context(LocalStack(host, port, home=home, log_dir=log_dir))
+        local = stack.enter_context(LocalStack(host, port, home=home, log_dir=log_dir, workers_to_terminal=True))
         local.start_server()
         ids = local.register(settings)
         for pool in dict.fromkeys([settings.teacher_pool, settings.student_pool]):
             local.start_worker(pool)
-        print(f"\nPrefect UI: {local.url}\n", flush=True)
+        print(f"\nPrefect UI: {local.url}   (server log: {log_dir / 'server.log'})\n", flush=True)
         for name in ids:
             print(f"  deployment {name}", flush=True)
         print(f"\nTrigger the pipeline: open {local.url}/deployments, pick pipeline/pipeline, 'Run' -> 'Custom run'\n"

@@ -63,8 +63,10 @@ def resolve_dataset_dir(settings: RunSettings, dataset_dir: str = "") -> str:
 
 
 def _teacher_cache_key(context: TaskRunContext, parameters: dict) -> str:
+    """Content hashes of data and settings, plus the output folder (two run roots never share a result)."""
     data_hash = read_json(Path(parameters["dataset_dir"]) / MANIFEST_FILE)["content_hash"]
-    return f"teacher-{data_hash[:16]}-{teacher_hash(parameters['config'])[:16]}"
+    where = config_hash({"out_dir": str(Path(parameters["out_dir"]).resolve())})
+    return f"teacher-{data_hash[:16]}-{teacher_hash(parameters['config'])[:16]}-{where[:8]}"
 
 
 @task(name="teacher-artifacts", cache_key_fn=_teacher_cache_key, persist_result=True, **IO_RETRIES)

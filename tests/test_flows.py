@@ -32,9 +32,13 @@ from student.synthetic import write_synthetic_teacher  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def harness():
+def harness(tmp_path_factory):
+    """A temporary server, and result storage (the cache records) in a temporary folder."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
     torch.set_num_threads(1)
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=120), \
+            temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("results")}):
         yield
 
 

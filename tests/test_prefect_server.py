@@ -161,6 +161,24 @@ def test_refresh_event_starts_redistill_on_the_new_version(stack):
     stack["redistill_run"] = run
 
 
+def test_scheduler_creates_the_cron_and_interval_runs(stack):
+    """The server's scheduler turns the redistill cron and the watcher interval into Scheduled runs.
+
+    (Prefect 3.7's scheduler fails on SQLAlchemy 2.1 - `Can't evaluate bulk DML statement` - so
+    this catches an environment with the wrong SQLAlchemy.)
+    """
+    wanted = {"redistill", "watch-demo"}
+    deadline, found = time.monotonic() + 90, set()
+    with get_client(sync_client=True) as client:
+        while found != wanted and time.monotonic() < deadline:
+            for name in wanted - found:
+                runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])))
+                if any(r.state and r.state.name == "Scheduled" for r in runs):
+                    found.add(name)
+            time.sleep(2)
+    assert found == wanted, f"no scheduled runs for {wanted - found}"
+
+
 def test_ui_screenshots(stack):
     """Headless Chromium shots of the pipeline deployment page and a finished run's artifacts."""
     from scripts.ui_screenshots import chromium_binary, take_screenshots
