@@ -152,6 +152,9 @@ def emit_refresh(
     from flows.layout import Layout
     from flows.prepare_flow import refresh_event
 
+    if not os.environ.get("PREFECT_API_URL"):
+        raise typer.BadParameter("set PREFECT_API_URL to the server that holds the trigger "
+                                 "(`flow serve` prints it), e.g. http://127.0.0.1:4200/api")
     latest = Layout(root.resolve(), dataset).read_latest()
     if latest is None:
         raise typer.BadParameter(f"no prepared version of {dataset!r} under {root}")
