@@ -244,7 +244,7 @@ def _manifest(ws: Workspace, metrics: dict, weight: float | None, weight_scores:
     gen_info = read_json(ws.work_dir / "generation_info.json") if cfg.mode != "retrieve" else None
     counts = ws.samples["split"].value_counts()
     return {
-        "model": cfg.model.name,
+        "model_id": cfg.model.name,
         "model_dir": str(ws.model_dir),
         "adapter_hash": meta["adapter_hash"] if meta else None,
         "finetune": {k: meta.get(k) for k in ("n_train", "n_valid", "epochs_run", "best_eval_loss", "eval_losses")} if meta else None,

@@ -70,7 +70,7 @@ def test_manifest_contents(env):
     m = art.manifest
     builder = PromptBuilder(env.ds.titles, env.cfg.prompt, env.ds.max_history, env.ds.manifest)
     assert m["dataset_hash"] == env.ds.content_hash
-    assert m["model"] == str(env.model_dir) and m["mode"] == "generate" and m["backend"] == "hf"
+    assert m["model_id"] == str(env.model_dir) and m["mode"] == "generate" and m["backend"] == "hf"
     assert m["adapter_hash"] == read_adapter_meta(env.out / "adapter")["adapter_hash"]
     assert m["prompt_hash"] == builder.hash and m["prompt_words"]["verb"] == "played"
     assert m["generation"] == {"num_beams": 2, "max_new_tokens": 6, "length_penalty": 1.0}

@@ -92,7 +92,7 @@ def test_smollm2_teacher_end_to_end_then_student(smollm2, demo, tmp_path):
     art = load_teacher_artifacts(out, demo)
     m = art.manifest
     assert len(art.rankings) == 24 and art.embeddings.shape == (demo.n_items, 576)
-    assert m["model"] == "smollm2" and m["adapter_hash"] and m["metrics"]["test"]["n"] == 6
+    assert m["model_id"] == "smollm2" and m["adapter_hash"] and m["metrics"]["test"]["n"] == 6
     assert 0 <= m["metrics"]["test"]["HR@20"] <= 1
     import pandas as pd
 
