@@ -144,20 +144,21 @@ def serve(
 def emit_refresh(
     dataset: str = typer.Argument("demo", help="Dataset name (the event's resource id)."),
     root: Path = _ROOT,
+    api_url: str = typer.Option(os.environ.get("PREFECT_API_URL") or "http://127.0.0.1:4200/api",
+                                help="Prefect API holding the trigger (default: $PREFECT_API_URL, else `flow serve`'s)."),
 ) -> None:
     """Emit dataset.refreshed for the latest prepared version of DATASET (starts the redistill deployment)."""
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.layout import Layout
     from flows.prepare_flow import refresh_event
 
-    if not os.environ.get("PREFECT_API_URL"):
-        raise typer.BadParameter("set PREFECT_API_URL to the server that holds the trigger "
-                                 "(`flow serve` prints it), e.g. http://127.0.0.1:4200/api")
     latest = Layout(root.resolve(), dataset).read_latest()
     if latest is None:
         raise typer.BadParameter(f"no prepared version of {dataset!r} under {root}")
-    event = emit_event(**refresh_event(latest, latest.get("previous_hash")))
-    EventsWorker.drain_all()  # send it before this process exits
-    typer.echo(f"emitted {event.event if event else 'nothing (no API configured)'} for {dataset} {latest['content_hash'][:12]}")
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        event = emit_event(**refresh_event(latest, latest.get("previous_hash")))
+        EventsWorker.drain_all()  # send it before this process exits
+    typer.echo(f"emitted {event.event if event else 'nothing'} for {dataset} {latest['content_hash'][:12]} to {api_url}")
