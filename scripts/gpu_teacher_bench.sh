@@ -17,7 +17,7 @@ set -euo pipefail
 CARRY=cache/gpu_carry                     # git-ignored (cache/)
 STASH=/tmp/dllm2rec_gguf_parts
 GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
-WHEELS="gguf==0.19.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5"
+WHEELS="gguf==0.19.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0"
 
 prepare() {
   local py=${PYTHON:-.venv/bin/python}

@@ -72,6 +72,19 @@ def use_bf16(setting: str, device: torch.device) -> bool:
     return setting == "on"
 
 
+def version_args(training_args_cls, warmup_ratio: float) -> dict:
+    """Arguments whose name changed across transformers versions (5.19 here, 5.17 on the GPU box)."""
+    import inspect
+
+    names = inspect.signature(training_args_cls).parameters
+    out: dict = {"warmup_ratio": warmup_ratio} if "warmup_ratio" in names else {"warmup_steps": warmup_ratio}
+    if "train_sampling_strategy" in names:
+        out["train_sampling_strategy"] = "group_by_length"
+    elif "group_by_length" in names:
+        out["group_by_length"] = True
+    return out
+
+
 def epoch_losses(log_history: list[dict]) -> list[dict]:
     return [{"epoch": round(float(h["epoch"]), 3), "eval_loss": float(h["eval_loss"])} for h in log_history if "eval_loss" in h]
 
@@ -115,7 +128,6 @@ def finetune_lora(
         max_steps=cfg.max_steps or -1,
         learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio,
         load_best_model_at_end=True,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
@@ -126,9 +138,9 @@ def finetune_lora(
         use_cpu=device.type == "cpu",
         seed=cfg.seed,
         remove_unused_columns=False,
-        train_sampling_strategy="group_by_length",
         save_only_model=False,
         **strategy,
+        **version_args(TrainingArguments, cfg.warmup_ratio),
     )
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100,
                                       pad_to_multiple_of=8 if device.type == "cuda" else None)

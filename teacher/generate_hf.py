@@ -53,23 +53,21 @@ class HFGenerator(GeneratorContext):
         for lo in bar:
             rows = order[lo: lo + bs]
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(self.device)
-            generated = self.model.generate(
-                **batch,
-                do_sample=False,
-                num_beams=self.config.num_beams,
-                num_return_sequences=1,
-                max_new_tokens=self.max_new_tokens,
-                length_penalty=self.config.length_penalty,
-                early_stopping=True if self.config.num_beams > 1 else False,
-                eos_token_id=self.eos_ids,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+            generated = self.model.generate(**batch, **self._generate_kwargs())
             new = generated[:, batch["input_ids"].shape[1]:]
             for i, text in zip(rows, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
                 out[i] = text
             done = min(lo + bs, len(order))
             bar.set_postfix(samples_per_s=f"{done / (time.perf_counter() - start):.1f}")
         return out
+
+    def _generate_kwargs(self) -> dict:
+        kwargs = dict(do_sample=False, num_beams=self.config.num_beams, num_return_sequences=1,
+                      max_new_tokens=self.max_new_tokens, eos_token_id=self.eos_ids,
+                      pad_token_id=self.tokenizer.pad_token_id)
+        if self.config.num_beams > 1:  # beam-only settings (HF warns when they come with greedy)
+            kwargs.update(length_penalty=self.config.length_penalty, early_stopping=True)
+        return kwargs
 
     def generate(self, prompts: Sequence[str], progress: bool = False) -> list[str]:
         return [parse_generation(t) for t in self.generate_raw(prompts, progress)]
