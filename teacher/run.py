@@ -31,7 +31,7 @@ from teacher.ground import L2Scorer, chunked_topn, teacher_ranks, title_groups
 from teacher.model import empty_cache, load_causal_lm, load_tokenizer
 from teacher.modes import HybridScorer, retrieve_queries, select_hybrid_weight
 from teacher.prompts import parse_generation
-from teacher.shards import ShardedWork
+from teacher.shards import ShardedWork, keys_hash
 from teacher.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,23 @@ def _finetune(ws: Workspace) -> Path | None:
     return ws.adapter_dir
 
 
+def _adapter(ws: Workspace) -> Path | None:
+    """The adapter to generate with: a subset run reuses one already in place, else fine-tune (or reuse)."""
+    if ws.sample_ids is not None and ws.config.finetune.enabled and read_adapter_meta(ws.adapter_dir):
+        log.info("subset run: reusing the adapter in %s", ws.adapter_dir)
+        return ws.adapter_dir
+    return _finetune(ws)
+
+
 # ---------------------------------------------------------------- generate
-def generate_step(dataset_dir: DatasetArg, config: TeacherConfig, out_dir: str | Path) -> Path:
-    """Generate one title per selected sample (sharded); writes and returns `generations.parquet`."""
-    ws = Workspace.open(dataset_dir, config, out_dir)
-    return _generate(ws, _finetune(ws))
+def generate_step(dataset_dir: DatasetArg, config: TeacherConfig, out_dir: str | Path, *,
+                  sample_ids: np.ndarray | None = None) -> Path:
+    """Generate one title per selected sample (sharded); writes and returns `generations.parquet`.
+
+    `sample_ids`: rank exactly these samples instead of the configured splits and budgets.
+    """
+    ws = Workspace.open(dataset_dir, config, out_dir, sample_ids)
+    return _generate(ws, _adapter(ws))
 
 
 def _generate(ws: Workspace, adapter_dir: Path | None) -> Path:
@@ -82,7 +94,8 @@ def _generate(ws: Workspace, adapter_dir: Path | None) -> Path:
     max_new = cfg.max_new_tokens or auto_max_new_tokens(tokenizer, ws.builder.titles)
     backend = choose_backend(cfg, ws.device)
     adapter_hash = read_adapter_meta(adapter_dir)["adapter_hash"] if adapter_dir else "none"
-    fp = ws.fingerprint("generate", ws.builder.hash, adapter_hash, backend, cfg.num_beams, max_new, cfg.length_penalty)
+    fp = ws.fingerprint("generate", ws.builder.hash, adapter_hash, backend, cfg.num_beams, max_new, cfg.length_penalty,
+                        keys_hash(ws.keys))
     work = ShardedWork(ws.work_dir / f"generate-{fp}", ws.keys, ws.config.shard_size, fp)
     if not work.done:
         start, n = time.perf_counter(), sum(len(work.shard_keys(i)) for i in work.pending())
@@ -105,9 +118,10 @@ def _generate(ws: Workspace, adapter_dir: Path | None) -> Path:
 
 
 # ---------------------------------------------------------------- ground
-def ground_step(dataset_dir: DatasetArg, config: TeacherConfig, out_dir: str | Path) -> Path:
+def ground_step(dataset_dir: DatasetArg, config: TeacherConfig, out_dir: str | Path, *,
+                sample_ids: np.ndarray | None = None) -> Path:
     """Embed, rank every selected sample and write the teacher artifacts (needs generations unless mode=retrieve)."""
-    return _ground(Workspace.open(dataset_dir, config, out_dir))
+    return _ground(Workspace.open(dataset_dir, config, out_dir, sample_ids))
 
 
 def _item_embeddings(ws: Workspace, embedder: TextEmbedder) -> np.ndarray:
@@ -162,7 +176,8 @@ def _ground(ws: Workspace) -> Path:
         return HybridScorer(gen_q, ret_q, items, weight, device, g.query_chunk, g.item_chunk)
 
     weight, weight_scores = _hybrid_weight(ws, queries, scorer, hist, groups) if cfg.mode == "hybrid" else (None, None)
-    fp = ws.fingerprint("ground", cfg.mode, g.top_n, g.exclude_history, cfg.retrieve_last, cfg.retrieve_decay, weight,
+    fp = ws.fingerprint("ground", keys_hash(ws.keys), cfg.mode, g.top_n, g.exclude_history, cfg.retrieve_last,
+                        cfg.retrieve_decay, weight,
                         read_json(ws.work_dir / "generation_info.json")["fingerprint"] if gens is not None else None)
 
     def shard(keys: np.ndarray) -> pa.Table:
@@ -269,14 +284,20 @@ def _manifest(ws: Workspace, metrics: dict, weight: float | None, weight_scores:
 
 
 # ---------------------------------------------------------------- all steps
-def run_teacher(dataset_dir: DatasetArg, config: TeacherConfig, out_dir: str | Path) -> Path:
-    """All steps for `config.mode`; returns `out_dir` holding the teacher artifacts."""
-    ws = Workspace.open(dataset_dir, config, out_dir)
+def run_teacher(dataset_dir: DatasetArg, config: TeacherConfig, out_dir: str | Path, *,
+                sample_ids: np.ndarray | None = None) -> Path:
+    """All steps for `config.mode`; returns `out_dir` holding the teacher artifacts.
+
+    `sample_ids` ranks exactly those samples (e.g. the new samples of a refreshed dataset); with
+    `sample_ids`, an adapter already in `out_dir/adapter` (say, copied from an earlier run) is reused
+    as is instead of fine-tuning on the refreshed data.
+    """
+    ws = Workspace.open(dataset_dir, config, out_dir, sample_ids)
     start = time.perf_counter()
     log.info("teacher run: mode %s, %d samples (%s), model %s, device %s", config.mode, len(ws.samples),
              ws.samples["split"].value_counts().to_dict(), config.model.name, ws.device)
     if config.mode != "retrieve":
-        _generate(ws, _finetune(ws))
+        _generate(ws, _adapter(ws))
     out = _ground(ws)
     log.info("teacher run finished in %.1fs", time.perf_counter() - start)
     return out

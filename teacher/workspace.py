@@ -40,6 +40,7 @@ class Workspace:
     dataset: Dataset
     config: TeacherConfig
     out_dir: Path
+    sample_ids: np.ndarray | None = None  # rank exactly these samples (budgets and splits ignored)
     device: torch.device = field(init=False)
     dtype: torch.dtype = field(init=False)
 
@@ -49,9 +50,11 @@ class Workspace:
         self.dtype = resolve_dtype(self.config.model.dtype, self.device)
 
     @classmethod
-    def open(cls, dataset_dir: str | Path | Dataset, config: TeacherConfig, out_dir: str | Path) -> "Workspace":
+    def open(cls, dataset_dir: str | Path | Dataset, config: TeacherConfig, out_dir: str | Path,
+             sample_ids: np.ndarray | None = None) -> "Workspace":
         dataset = dataset_dir if isinstance(dataset_dir, Dataset) else load_dataset(dataset_dir)
-        return cls(dataset=dataset, config=config, out_dir=Path(out_dir))
+        ids = None if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
+        return cls(dataset=dataset, config=config, out_dir=Path(out_dir), sample_ids=ids)
 
     @cached_property
     def model_dir(self) -> Path:
@@ -75,7 +78,13 @@ class Workspace:
 
     @cached_property
     def samples(self) -> pd.DataFrame:
-        """The samples to rank: the configured splits, each cut to its seeded budget, in split order."""
+        """The samples to rank: the configured splits, each cut to its seeded budget, in split order.
+
+        With `sample_ids` (incremental runs: only the new samples of a refreshed dataset), exactly
+        those samples, in split order.
+        """
+        if self.sample_ids is not None:
+            return self._given_samples()
         cfg, frames = self.config, []
         for i, split in enumerate(s for s in SPLIT_ORDER if s in cfg.splits):
             budget = cfg.max_samples if split == "train" else cfg.max_eval_samples
@@ -84,6 +93,19 @@ class Workspace:
         if len(samples) == 0:
             raise ValueError(f"no samples to rank in splits {cfg.splits}")
         return samples
+
+    def _given_samples(self) -> pd.DataFrame:
+        all_samples = self.dataset.samples
+        unknown = ~np.isin(self.sample_ids, all_samples["sample_id"].to_numpy())
+        if unknown.any():
+            raise ValueError(f"{int(unknown.sum())} of the given sample ids are not in the dataset, "
+                             f"e.g. {self.sample_ids[unknown][:3].tolist()}")
+        chosen = all_samples[all_samples["sample_id"].isin(self.sample_ids)]
+        order = chosen["split"].map({s: i for i, s in enumerate(SPLIT_ORDER)}).to_numpy()
+        chosen = chosen.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+        if len(chosen) == 0:
+            raise ValueError("no samples to rank: sample_ids is empty")
+        return chosen
 
     @property
     def keys(self) -> np.ndarray:

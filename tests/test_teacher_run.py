@@ -157,3 +157,20 @@ def test_estimate_dry_run(env):
     assert all(est["seconds"][k] > 0 for k in ("finetune", "generate", "embed", "ground"))
     assert est["seconds"]["total"] == pytest.approx(sum(v for k, v in est["seconds"].items() if k != "total"), abs=0.5)
     assert not (env.root / "est" / "teacher_manifest.json").exists()
+
+
+def test_subset_run_ranks_exactly_the_given_samples_with_the_existing_adapter(env, monkeypatch):
+    import shutil
+
+    out = env.root / "subset"
+    out.mkdir()
+    shutil.copytree(env.out / "adapter", out / "adapter")
+    monkeypatch.setattr(run_mod, "finetune_lora", lambda *a, **k: pytest.fail("a subset run reuses the adapter"))
+    samples = env.ds.samples
+    ids = np.concatenate([samples.loc[samples["split"] == "test", "sample_id"].to_numpy()[:3],
+                          samples.loc[samples["split"] == "train", "sample_id"].to_numpy()[-4:]])
+    art = load_teacher_artifacts(run_mod.run_teacher(env.ds.path, env.cfg, out, sample_ids=ids), env.ds)
+    assert art.rankings.sample_ids.tolist() == ids[[3, 4, 5, 6, 0, 1, 2]].tolist()  # split order: train first
+    assert art.manifest["counts"] == {"train": 4, "valid": 0, "test": 3} and art.manifest["metrics"]["test"]["n"] == 3
+    with pytest.raises(ValueError, match="not in the dataset"):
+        run_mod.run_teacher(env.ds.path, env.cfg, out, sample_ids=np.array([1, 2, 3]))
