@@ -5,9 +5,7 @@
 ground. Each step is resumable on its own (adapter fingerprint, generation/grounding shards).
 
 `subset_run` ranks only some samples (the new ones of a refreshed dataset) with the LoRA
-adapter of an earlier run: `run_teacher` has no sample-id parameter, so this opens the
-teacher's `Workspace`, narrows its sample set, and drives the generate and ground steps.
-It is the one place where flows lean on the teacher's internals (see docs/orchestration.md).
+adapter of an earlier run, through `run_teacher(..., sample_ids=...)`.
 
     >>> full_run("runs/demo/data/4f0c1e9a2b3d", TeacherConfig(), "runs/demo/teacher/x")   # doctest: +SKIP
 """
@@ -24,8 +22,7 @@ from pipeline.artifacts import TeacherRankings
 from pipeline.dataset import Dataset
 from teacher.config import TeacherConfig
 from teacher.ground import title_groups
-from teacher.run import finetune_step, generate_step, ground_step, teacher_metrics
-from teacher.workspace import SPLIT_ORDER, Workspace
+from teacher.run import finetune_step, generate_step, ground_step, run_teacher, teacher_metrics
 
 INCREMENTAL_MODES = ("generate", "retrieve")  # hybrid re-selects its weight on valid: always a full run
 
@@ -57,21 +54,12 @@ def full_run(dataset_dir: str, config: TeacherConfig, out_dir: str) -> str:
 def subset_run(dataset: Dataset, config: TeacherConfig, out_dir: str | Path, sample_ids: np.ndarray,
                adapter_from: str | Path) -> Path:
     """Rank only `sample_ids` of `dataset` into `out_dir`, reusing the adapter in `adapter_from`/adapter."""
-    from teacher.run import _generate, _ground  # no public subset entry point yet
-
     if config.mode not in INCREMENTAL_MODES:
         raise ValueError(f"mode {config.mode!r} cannot run on a subset")
-    ws = Workspace.open(dataset, config, out_dir)
-    chosen = dataset.samples[dataset.samples["sample_id"].isin(sample_ids)]
-    order = chosen["split"].map({s: i for i, s in enumerate(SPLIT_ORDER)})
-    ws.__dict__["samples"] = chosen.assign(_o=order).sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
-    if config.mode != "retrieve":
-        adapter = None
-        if config.finetune.enabled:
-            shutil.copytree(Path(adapter_from) / "adapter", ws.adapter_dir, dirs_exist_ok=True)
-            adapter = ws.adapter_dir
-        _generate(ws, adapter)
-    return _ground(ws)
+    if config.mode != "retrieve" and config.finetune.enabled:
+        # run_teacher reuses an adapter already in out_dir/adapter for a subset run (no new fine-tuning).
+        shutil.copytree(Path(adapter_from) / "adapter", Path(out_dir) / "adapter", dirs_exist_ok=True)
+    return run_teacher(dataset, config, out_dir, sample_ids=np.asarray(sample_ids))
 
 
 def metrics_fn(config: TeacherConfig):
