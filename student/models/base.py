@@ -14,6 +14,7 @@ representation (the encoder's output for an all-zero input).
 """
 from __future__ import annotations
 
+import abc
 import logging
 from dataclasses import dataclass, fields
 from typing import Optional
@@ -69,7 +70,7 @@ def valid_mask(history: Tensor, lengths: Tensor) -> Tensor:
     return torch.arange(history.shape[1], device=history.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
-class SequentialRecommender(nn.Module):
+class SequentialRecommender(nn.Module, abc.ABC):
     """Base of every student: item embeddings (with ED), full-catalogue scores, the losses.
 
     `loss(batch)` returns `{"loss", "bce", "dro", "kd"}` (zeros for terms that are off):
@@ -106,9 +107,9 @@ class SequentialRecommender(nn.Module):
         self.register_buffer("confidence_tau", torch.tensor(float("nan")))
 
     # ------------------------------------------------------------------ interface
+    @abc.abstractmethod
     def encode(self, history: Tensor, lengths: Tensor) -> Tensor:
         """Sequence representation [B, dim]; lengths may be 0 (empty history)."""
-        raise NotImplementedError
 
     def embed_history(self, history: Tensor, lengths: Tensor) -> Tensor:
         """Input vectors [B, L, dim], zero at every position >= length (pads, junk, empty)."""
