@@ -13,6 +13,12 @@
 # Device call 3:    carry ["cache/gpu_carry/part2", "cache/gpu_carry/wheels"]
 #                   command: bash scripts/gpu_teacher_bench.sh run   (results in $OUT/teacher_gpu.json)
 # Optional BENCH_ARGS="..." overrides the benchmark arguments of `run`.
+#
+# Issue 5 (teacher artifacts from generation on real data): with `run` add TEACHER_DATA=cache/gpu_carry/toys-data
+# (a prepared dataset carried along) and `run` goes on with `dllm2rec teacher run --mode generate` on it. Its train
+# budget is sized from the beam-4 rate just measured: max_samples = rate x GEN_SECONDS x 0.5 - 2 x MAX_EVAL.
+# The teacher folder (adapter, generations, artifacts; not the recomputable work files) comes back as
+# $OUT/teacher_out.tgz.part* (<= 15 MB each): `cat teacher_out.tgz.part* | tar xz -C runs/<name>`.
 set -euo pipefail
 CARRY=cache/gpu_carry                     # git-ignored (cache/)
 STASH=/tmp/dllm2rec_gguf_parts
@@ -54,9 +60,30 @@ run() {  # PY and SKIP_WHEELS=1 allow a local dry run of this step (e.g. PY=.ven
   nvidia-smi --query-gpu=name,memory.total --format=csv || true
   local out=${OUT:-/tmp}
   # shellcheck disable=SC2086
-  "$py" scripts/teacher_bench.py --device cuda --backends hf --beams 1,4 \
+  "$py" scripts/teacher_bench.py --device "${DEVICE:-cuda}" --backends hf --beams 1,4 \
     ${BENCH_ARGS:---n-train 1024 --epochs 1 --train-batch 32 --n-prompts 2048 --prompt-split train --batch-size 256} \
     --out "$out/teacher_gpu.json" 2>&1 | grep -v -E "it/s\]|batch/s\]" | tee "$out/teacher_gpu.log"
+  if [ -n "${TEACHER_DATA:-}" ]; then teacher_run "$py" "$out"; fi
+}
+
+teacher_run() {  # the generate-mode teacher on $TEACHER_DATA, budgeted by the measured beam-4 rate
+  local py=$1 out=$2 rate n max_eval=${MAX_EVAL:-3000} dest=/tmp/teacher_out finetune=${FINETUNE_JSON:-"{}"}
+  rate=$("$py" -c "import json; print(json.load(open('$out/teacher_gpu.json'))['generate_hf_beams4']['samples_per_s'])")
+  n=$("$py" -c "import json; from pathlib import Path; c = json.loads(Path('$TEACHER_DATA/manifest.json').read_text())['counts']; \
+print(max(${MIN_SAMPLES:-256}, min(c['train'], int($rate * ${GEN_SECONDS:-180} * 0.5) - 2 * $max_eval)))")
+  echo "teacher run on $TEACHER_DATA: beam-4 rate $rate samples/s -> max_samples $n, max_eval_samples $max_eval"
+  cat > /tmp/teacher_gpu_config.json <<JSON
+{"mode": "generate", "max_samples": $n, "max_eval_samples": $max_eval, "shard_size": 4096,
+ "generation": {"backend": "hf", "num_beams": 4, "batch_size": ${GEN_BATCH:-512}},
+ "ground": {"embedding_dtype": "float16", "embed_batch_size": 256}, "finetune": $finetune}
+JSON
+  timeout "${TEACHER_TIMEOUT:-330}" "$py" -m teacher.cli run --data "$TEACHER_DATA" --out "$dest" \
+    --config /tmp/teacher_gpu_config.json 2>&1 | grep -v -E "it/s\]|batch/s\]|sample/s\]" | tee "$out/teacher_run.log" \
+    || echo "teacher run stopped early (timeout or error): packing what is there"
+  cp "$dest/teacher_manifest.json" "$out/" 2>/dev/null || echo "no teacher manifest: the run did not finish"
+  tar czf - --exclude='work/items-*' --exclude='work/ground-*' --exclude='work/finetune-*' -C /tmp teacher_out \
+    | split -b 15M - "$out/teacher_out.tgz.part"
+  ls -la "$out"
 }
 
 case "${1:-}" in
