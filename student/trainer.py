@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
 from pipeline.artifacts import load_teacher_artifacts
 from pipeline.dataset import load_dataset
-from pipeline.io import write_json
+from pipeline.io import write_json, write_parquet
 from pipeline.metrics import topk_overlap
 from student.checkpoint import load_checkpoint, model_payload, rng_state, save_checkpoint, set_rng_state
 from student.config import StudentConfig
@@ -232,6 +233,9 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
     return finish(model, gpu_data, dataset, config, teacher, state, out_dir, tau)
 
 
+TEST_RANKS_FILE = "test_ranks.parquet"
+
+
 def finish(model, data: StudentData, dataset, config: StudentConfig, teacher, state: dict,
            out_dir: Path, tau: float | None) -> dict[str, Any]:
     """Load best.pt, evaluate test once, write metrics.json."""
@@ -265,6 +269,9 @@ def finish(model, data: StudentData, dataset, config: StudentConfig, teacher, st
                    "valid_ndcg@20": h["valid"]["NDCG@20"], "valid_hr@20": h["valid"]["HR@20"],
                    "train_seconds": h["train_seconds"], "eval_seconds": h["eval_seconds"]} for h in state["history"]],
     }
+    # per-sample test ranks: paired comparisons (teacher vs student, significance) without re-evaluating
+    write_parquet(pa.table({"sample_id": pa.array(data.splits["test"].sample_ids.cpu().numpy(), pa.int64()),
+                            "rank": pa.array(test.ranks, pa.int64())}), out_dir / TEST_RANKS_FILE)
     write_json(metrics, out_dir / "metrics.json")
     log.info("test (best epoch %d): NDCG@20 %.4f HR@20 %.4f NDCG@10 %.4f HR@10 %.4f; metrics in %s",
              state["best_epoch"], test.metrics["NDCG@20"], test.metrics["HR@20"], test.metrics["NDCG@10"],

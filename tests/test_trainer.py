@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -108,6 +109,9 @@ def test_one_epoch_smoke(model, distill, demo_dir, demo_teacher_dir, tmp_path):
     assert metrics["curve"][0]["kd"] > 0 if distill else metrics["curve"][0]["kd"] == 0
     assert 0 <= metrics["teacher_student_overlap"]["overlap"] <= 1 and metrics["teacher_student_overlap"]["k"] == 20
     assert metrics["samples_per_second"] > 0
+    ranks = pd.read_parquet(tmp_path / "test_ranks.parquet")  # per-sample ranks agree with the test metrics
+    assert len(ranks) == metrics["dataset"]["counts"]["test"]
+    assert (ranks["rank"] <= 20).mean() == pytest.approx(metrics["test"]["HR@20"])
     assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
 
 

@@ -1,0 +1,236 @@
+"""Issue 5: students on real data, plain and + DLLM2Rec from each teacher mode, ablations, report.
+
+Runs live under runs/<dataset>/ (git-ignored): data/ (dllm2rec data prepare), one teacher folder
+per mode (dllm2rec teacher run), and students/<label>/seed<k>/ (best.pt, metrics.json,
+test_ranks.parquet). Every student is `student.trainer.train_student` with `resume=True`, so a
+killed grid resumes where it stopped; finished runs are skipped. Commands: docs/results.md.
+
+    python benchmarks/results.py students --dataset ml100k --teachers generate retrieve hybrid --seeds 0 1 2
+    python benchmarks/results.py ablations --dataset ml100k --teacher retrieve --seeds 0 1 2
+    python benchmarks/results.py report --datasets toys ml100k games --plot docs/img/results.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.artifacts import load_teacher_artifacts  # noqa: E402
+from pipeline.dataset import load_dataset  # noqa: E402
+from student.config import DistillConfig, LossConfig, StudentConfig, TrainConfig  # noqa: E402
+from student.trainer import TEST_RANKS_FILE, train_student  # noqa: E402
+from teacher.ground import teacher_ranks, title_groups  # noqa: E402
+
+log = logging.getLogger("results")
+MODES = ("generate", "retrieve", "hybrid")
+BASES = {"gru4rec": ("gru4rec", 0.0), "sasrec": ("sasrec", 0.0), "dros": ("sasrec", 0.5)}  # name -> model, DRO alpha
+ABLATIONS = {  # SASRec + DRO + DLLM2Rec with one part removed (METHOD §4)
+    "full": {},
+    "no-position-weight": {"gamma_position": 0.0},
+    "no-confidence-weight": {"gamma_confidence": 0.0},
+    "no-consistency-weight": {"gamma_consistency": 0.0},
+    "no-ranking-loss": {"lambda_d": 0.0},
+    "no-embedding-distillation": {"embedding": {"enabled": False}},
+    "confidence-target": {"confidence": "target"},
+}
+
+
+def student_config(base: str, seed: int, args, distill: dict | None = None) -> StudentConfig:
+    model, alpha = BASES[base]
+    return StudentConfig(model=model, loss=LossConfig(dro_alpha=alpha),
+                         distill=DistillConfig.model_validate({"enabled": distill is not None, **(distill or {})}),
+                         train=TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed, device=args.device,
+                                           num_threads=args.threads))
+
+
+def run_one(job: tuple[str, str, dict, str | None]) -> str:
+    data_dir, out_dir, config, teacher_dir = job
+    start = time.perf_counter()
+    metrics = train_student(data_dir, StudentConfig.model_validate(config), out_dir, teacher_dir=teacher_dir, resume=True)
+    return (f"{out_dir}: test NDCG@20 {metrics['test']['NDCG@20']:.4f} HR@20 {metrics['test']['HR@20']:.4f} "
+            f"(best epoch {metrics['best_epoch']}, {time.perf_counter() - start:.0f}s)")
+
+
+def run_jobs(jobs: list[tuple[str, str, dict, str | None]], workers: int) -> None:
+    todo = [j for j in jobs if not (Path(j[1]) / "metrics.json").exists()]
+    log.info("%d runs, %d already done, %d to train with %d workers", len(jobs), len(jobs) - len(todo), len(todo), workers)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for done, line in enumerate(pool.map(run_one, todo), 1):
+            log.info("[%d/%d] %s", done, len(todo), line)
+
+
+def teacher_dirs(base: Path, modes) -> dict[str, Path]:
+    found = {m: base / m for m in modes if (base / m / "teacher_manifest.json").exists()}
+    missing = sorted(set(modes) - set(found))
+    if missing:
+        log.warning("no teacher artifacts for %s under %s: those students are skipped", missing, base)
+    return found
+
+
+def students_jobs(args) -> list:
+    base = Path(args.root) / args.dataset
+    teachers = teacher_dirs(base, args.teachers)
+    overlap_teacher = next(iter(teachers.values()), None)  # plain students: overlap "before distillation"
+    jobs = []
+    for name in args.bases:
+        for seed in args.seeds:
+            cfg = student_config(name, seed, args)
+            jobs.append((str(base / "data"), str(base / "students" / name / f"seed{seed}"), cfg.model_dump(mode="json"),
+                         str(overlap_teacher) if overlap_teacher else None))
+            for mode, folder in teachers.items():
+                cfg = student_config(name, seed, args, distill={})
+                jobs.append((str(base / "data"), str(base / "students" / f"{name}+dllm2rec-{mode}" / f"seed{seed}"),
+                             cfg.model_dump(mode="json"), str(folder)))
+    return jobs
+
+
+def ablation_jobs(args) -> list:
+    base = Path(args.root) / args.dataset
+    teacher = base / args.teacher
+    return [(str(base / "data"), str(base / "ablations" / args.teacher / name / f"seed{seed}"),
+             student_config("dros", seed, args, distill=overrides).model_dump(mode="json"), str(teacher))
+            for name, overrides in ABLATIONS.items() for seed in args.seeds]
+
+
+# ------------------------------------------------------------------ report
+def load_runs(folder: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted(folder.glob("*/seed*/metrics.json")):
+        m = json.loads(path.read_text())
+        overlap = (m.get("teacher_student_overlap") or {}).get("overlap")
+        rows.append({"label": path.parent.parent.name, "seed": int(path.parent.name[4:]), "run": path.parent,
+                     "HR@20": m["test"]["HR@20"], "NDCG@20": m["test"]["NDCG@20"], "HR@10": m["test"]["HR@10"],
+                     "NDCG@10": m["test"]["NDCG@10"], "valid NDCG@20": m["valid"]["NDCG@20"], "overlap@20": overlap,
+                     "best_epoch": m["best_epoch"], "train_s": m["train_seconds"],
+                     "teacher": (m.get("teacher") or {}).get("path") if m["config"]["distill"]["enabled"] else None})
+    return pd.DataFrame(rows)
+
+
+def teacher_wins(run_dir: Path, teacher, groups: np.ndarray, samples: pd.DataFrame, k: int = 20) -> float | None:
+    """Share of the teacher's test samples where its rank of the target is within top-k and better than the student's."""
+    ranks_path = run_dir / TEST_RANKS_FILE
+    test_ids = samples.index[samples["split"] == "test"].to_numpy()
+    ids = teacher.rankings.sample_ids[np.isin(teacher.rankings.sample_ids, test_ids)]
+    if not ranks_path.exists() or len(ids) == 0:
+        return None
+    student = pd.read_parquet(ranks_path).set_index("sample_id")["rank"].reindex(ids).to_numpy()
+    items, _, _, _ = teacher.rankings.align(ids, teacher.rankings.top_n)
+    t_rank = teacher_ranks(items, samples.loc[ids, "target"].to_numpy(np.int64), groups)
+    t_rank = np.where(t_rank == 0, np.iinfo(np.int64).max, t_rank)  # 0 = not in the teacher's top-N
+    return float(np.mean((t_rank <= k) & (t_rank < student)))
+
+
+def fmt(values: pd.Series) -> str:
+    return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}"
+
+
+def report_dataset(root: Path, name: str) -> dict:
+    base = root / name
+    dataset = load_dataset(base / "data")
+    samples, groups = dataset.samples.set_index("sample_id"), title_groups(dataset.titles)
+    out = {"dataset": name, "teachers": {}, "students": [], "ablations": []}
+    teachers = {}
+    for mode, folder in teacher_dirs(base, MODES).items():
+        art = load_teacher_artifacts(folder, dataset)
+        teachers[str(folder)] = art
+        out["teachers"][mode] = {"coverage": art.coverage, "metrics": art.manifest["metrics"],
+                                 "timings": art.manifest.get("timings"), "device": art.manifest.get("device")}
+    runs = load_runs(base / "students") if (base / "students").exists() else pd.DataFrame()
+    for label, g in (runs.groupby("label", sort=False) if len(runs) else []):
+        t_path = g["teacher"].iloc[0] or next(iter(teachers), None)
+        wins = [teacher_wins(r, teachers[t_path], groups, samples) for r in g["run"]] if t_path in teachers else []
+        out["students"].append({"label": label, "seeds": len(g), "HR@20": fmt(g["HR@20"]), "NDCG@20": fmt(g["NDCG@20"]),
+                                "HR@20_mean": g["HR@20"].mean(), "NDCG@20_mean": g["NDCG@20"].mean(),
+                                "overlap@20": g["overlap@20"].mean(), "best_epoch": g["best_epoch"].mean(),
+                                "train_s": g["train_s"].mean(),
+                                "teacher_wins": float(np.mean([w for w in wins if w is not None])) if wins else None})
+    ab = base / "ablations"
+    for folder in sorted(ab.glob("*")) if ab.exists() else []:
+        for label, g in load_runs(folder).groupby("label", sort=False):
+            out["ablations"].append({"teacher": folder.name, "label": label, "seeds": len(g), "HR@20": fmt(g["HR@20"]),
+                                     "NDCG@20": fmt(g["NDCG@20"]), "NDCG@20_mean": g["NDCG@20"].mean()})
+    return out
+
+
+def print_report(rep: dict) -> None:
+    print(f"\n## {rep['dataset']}\n\n| teacher | train coverage | valid HR@20 / NDCG@20 | test HR@20 / NDCG@20 (n) |\n|---|---|---|---|")
+    for mode, t in rep["teachers"].items():
+        v, s = t["metrics"].get("valid", {}), t["metrics"].get("test", {})
+        print(f"| {mode} | {t['coverage']:.1%} | {v.get('HR@20', 0):.4f} / {v.get('NDCG@20', 0):.4f} | "
+              f"{s.get('HR@20', 0):.4f} / {s.get('NDCG@20', 0):.4f} ({s.get('n')}) |")
+    plain = {s["label"]: s for s in rep["students"] if "+" not in s["label"]}
+    print("\n| student | seeds | test HR@20 | test NDCG@20 | gain NDCG@20 | overlap@20 | teacher wins | best epoch | train s |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+    for s in rep["students"]:
+        ref = plain.get(s["label"].split("+")[0])
+        gain = f"{s['NDCG@20_mean'] / ref['NDCG@20_mean'] - 1:+.1%}" if ref and "+" in s["label"] else ""
+        wins = f"{s['teacher_wins']:.3f}" if s["teacher_wins"] is not None else ""
+        ov = f"{s['overlap@20']:.3f}" if s["overlap@20"] == s["overlap@20"] and s["overlap@20"] is not None else ""
+        print(f"| {s['label']} | {s['seeds']} | {s['HR@20']} | {s['NDCG@20']} | {gain} | {ov} | {wins} | "
+              f"{s['best_epoch']:.1f} | {s['train_s']:.0f} |")
+    if rep["ablations"]:
+        print("\n| ablation (SASRec + DRO + DLLM2Rec) | teacher | seeds | test HR@20 | test NDCG@20 |\n|---|---|---|---|---|")
+        for a in rep["ablations"]:
+            print(f"| {a['label']} | {a['teacher']} | {a['seeds']} | {a['HR@20']} | {a['NDCG@20']} |")
+
+
+def plot(reports: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(reports), figsize=(5 * len(reports), 4), squeeze=False)
+    for ax, rep in zip(axes[0], reports):
+        labels = [s["label"] for s in rep["students"]]
+        ax.barh(labels, [s["NDCG@20_mean"] for s in rep["students"]],
+                color=["tab:gray" if "+" not in lab else "tab:blue" for lab in labels])
+        ax.set_title(f"{rep['dataset']}: test NDCG@20 (mean of seeds)")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["students", "ablations", "report"])
+    p.add_argument("--root", default="runs", help="Run root holding <dataset>/data and the teacher folders.")
+    p.add_argument("--dataset", help="Dataset folder name under --root (students, ablations).")
+    p.add_argument("--datasets", nargs="+", default=[], help="report: datasets to summarise.")
+    p.add_argument("--teachers", nargs="+", default=list(MODES), help="students: teacher modes to distil from.")
+    p.add_argument("--teacher", default="retrieve", help="ablations: the teacher mode.")
+    p.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES), help="students: base models.")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--workers", type=int, default=2, help="runs in parallel")
+    p.add_argument("--plot", type=Path, help="report: write a bar chart here")
+    p.add_argument("--json", type=Path, help="report: write the summary as JSON here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.command == "report":
+        reports = [report_dataset(Path(args.root), d) for d in args.datasets]
+        for rep in reports:
+            print_report(rep)
+        if args.plot:
+            plot(reports, args.plot)
+        if args.json:
+            args.json.write_text(json.dumps(reports, indent=1, default=str))
+        return
+    jobs = students_jobs(args) if args.command == "students" else ablation_jobs(args)
+    run_jobs(jobs, args.workers)
+
+
+if __name__ == "__main__":
+    main()
