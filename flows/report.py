@@ -96,13 +96,17 @@ def md_table(rows: list[dict]) -> str:
 
 
 def comparison_rows(students: list[dict], ks=REPORT_KS) -> list[dict]:
-    """Each distilled student (test) next to its model's best no-distillation baseline, with the relative change."""
+    """Each distilled student (test) next to its model's no-distillation baseline, with the relative change.
+
+    With several baselines of one model, the one with the best *valid* NDCG@20 is the reference:
+    test metrics never choose anything.
+    """
     rows = []
     for model in dict.fromkeys(s["model"] for s in students):
         base = [s for s in students if s["model"] == model and not s["distill"]]
         if not base:
             continue
-        b = max(base, key=lambda s: s["test"].get("NDCG@20", 0.0))
+        b = max(base, key=valid_ndcg)
         for d in (s for s in students if s["model"] == model and s["distill"]):
             metrics = [(k, b["test"].get(k), d["test"].get(k)) for k in ks]
             if b.get("overlap") is not None or d.get("overlap") is not None:
@@ -112,6 +116,20 @@ def comparison_rows(students: list[dict], ks=REPORT_KS) -> list[dict]:
                 rows.append({"model": model, "student": d.get("label", "-"), "metric": name,
                              "no distillation": x, "distilled": y, "change": change})
     return rows
+
+
+def valid_ndcg(student: dict) -> float:
+    return (student.get("valid") or {}).get("NDCG@20", 0.0)
+
+
+def selected_student(students: list[dict]) -> str:
+    """The student to serve: best valid NDCG@20 over all students (distilled or not), with its test numbers."""
+    if not students:
+        return ""
+    best = max(students, key=valid_ndcg)
+    note = "" if best["distill"] else " Distillation did not beat the plain student on valid: serve the plain one."
+    return (f"\nSelected by valid NDCG@20: **{best.get('label', best['model'])}** (valid {valid_ndcg(best):.4f}, "
+            f"test {best['test'].get('NDCG@20', 0.0):.4f}).{note}\n")
 
 
 def student_rows(students: list[dict]) -> list[dict]:
@@ -141,7 +159,8 @@ def render_markdown(summary: dict, plot_name: str | None) -> str:
             "new samples": teacher.get("new_samples")}]), "\n", md_table(teacher_rows(teacher)),
             f"\nArtifacts: `{teacher['path']}`\n"]
     students = summary["students"]
-    out += ["\n## Students: with vs without distillation (test)\n", md_table(comparison_rows(students)),
+    out += ["\n## Students: with vs without distillation (test)\n", selected_student(students),
+            md_table(comparison_rows(students)),
             "\n## All students\n", md_table(student_rows(students))]
     if students and students[0].get("protocol"):
         out.append(f"\nProtocol: {students[0]['protocol']}.\n")

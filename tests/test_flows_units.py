@@ -13,7 +13,7 @@ import yaml
 
 from flows.incremental import find_base, is_extension, merge_artifacts, merge_rankings, new_sample_ids, ranking_metrics
 from flows.layout import Layout, config_hash, slug
-from flows.report import comparison_rows, md_table
+from flows.report import comparison_rows, md_table, selected_student
 from pipeline.artifacts import TeacherRankings, load_teacher_artifacts, write_teacher_artifacts
 from pipeline.dataset import load_dataset, make_sample_id, write_dataset
 from pipeline.errors import DataError
@@ -247,3 +247,17 @@ def test_flow_cli_help_lists_commands():
     for cmd in ("demo", "serve", "deploy"):
         sub = CliRunner().invoke(app, ["flow", cmd, "--help"])
         assert sub.exit_code == 0 and "Usage" in sub.output
+
+
+def test_baseline_and_selection_use_valid_not_test():
+    students = [
+        {"model": "sasrec", "distill": False, "label": "a", "valid": {"NDCG@20": 0.2}, "test": {"NDCG@20": 0.10}},
+        {"model": "sasrec", "distill": False, "label": "b", "valid": {"NDCG@20": 0.1}, "test": {"NDCG@20": 0.30}},
+        {"model": "sasrec", "distill": True, "label": "kd", "valid": {"NDCG@20": 0.15}, "test": {"NDCG@20": 0.12}},
+    ]
+    row = [r for r in comparison_rows(students, ("NDCG@20",)) if r["student"] == "kd"][0]
+    assert row["no distillation"] == 0.10 and row["change"] == "+20.0%"  # baseline "a" (best valid), not "b" (best test)
+    text = selected_student(students)
+    assert "**a**" in text and "serve the plain one" in text
+    students[2]["valid"]["NDCG@20"] = 0.25
+    assert "**kd**" in selected_student(students) and "plain" not in selected_student(students)
