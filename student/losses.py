@@ -213,19 +213,21 @@ def combine_weights(wp: Tensor, wc: Tensor, wo: Tensor, gammas: Sequence[float])
 
 
 def weighted_row_mean(values: Tensor, weights: Tensor, mask: Tensor | None) -> Tensor:
-    """`sum_k w_sk * v_sk` per row, averaged over rows where `mask` is true.
+    """`sum_k w_sk * v_sk` per row, averaged over ALL rows; rows where `mask` is false count as 0.
 
-    No true row -> 0, still attached to the graph (backward gives zero gradients).
+    Why all rows: the paper's per-sample objective is `L_s + lambda_d * L_d`. With a teacher
+    that ranked only part of the train samples, dividing by the ranked rows instead would
+    scale lambda_d by 1 / coverage (x4.5 at 22% coverage, x50 on the demo) and let a weak
+    teacher swamp the student's own loss. No true row -> 0, still attached to the graph.
     """
     per_row = (weights * values).sum(dim=1)
     if mask is None:
         return per_row.mean()
-    mask = mask.bool()
-    return torch.where(mask, per_row, torch.zeros_like(per_row)).sum() / mask.sum().clamp_min(1)
+    return torch.where(mask.bool(), per_row, torch.zeros_like(per_row)).sum() / max(per_row.shape[0], 1)
 
 
 def ranking_distillation_loss(teacher_scores: Tensor, weights: Tensor, mask: Tensor | None = None) -> Tensor:
-    """DLLM2Rec `L_d`: `-sum_k w_sk * logsig(y_s,c_k)` averaged over rows with a teacher ranking.
+    """DLLM2Rec `L_d`: `-sum_k w_sk * logsig(y_s,c_k)` per row, 0 for rows without a teacher ranking, batch mean.
 
     Only the teacher items as positives: the reference code's extra `logsig(1 - y_neg)` term is
     a bug and is not reproduced.

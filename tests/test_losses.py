@@ -152,7 +152,7 @@ def test_dro_every_item_is_a_target():
 
 
 def test_kd_dro_weights_and_mask():
-    # row 0: weights [0.75, 0.25] on two candidate DRO values; row 1 masked out
+    # row 0: weights [0.75, 0.25] on two candidate DRO values; row 1 masked out (counts as 0 in the batch mean)
     torch.manual_seed(2)
     s = torch.randn(2, 6)
     ps = torch.ones(6)
@@ -160,7 +160,7 @@ def test_kd_dro_weights_and_mask():
     w = torch.tensor([[0.75, 0.25], [1.0, 0.0]])
     d1, d2 = naive_dro(s, cand[:, 0], ps, 1.0)[0], naive_dro(s, cand[:, 1], ps, 1.0)[0]
     got = kd_dro_loss(s, cand, w, torch.tensor([True, False]), ps, 1.0)
-    assert close(got, 0.75 * d1 + 0.25 * d2, tol=1e-5)
+    assert close(got, (0.75 * d1 + 0.25 * d2) / 2, tol=1e-5)
 
 
 # ------------------------------------------------------------------ importance weights
@@ -249,14 +249,15 @@ def test_combine_weights_hand_case():
 
 
 def test_ranking_distillation_hand_case():
-    # row 0: 0.5 * -logsig(0) + 0.5 * -logsig(ln3) = 0.5 ln2 + 0.5 ln(4/3) = 0.5 ln(8/3); row 1 masked
+    # row 0: 0.5 * -logsig(0) + 0.5 * -logsig(ln3) = 0.5 ln2 + 0.5 ln(4/3) = 0.5 ln(8/3); row 1 masked = 0;
+    # batch mean over both rows (a partial teacher must not scale lambda_d by 1 / coverage)
     y = torch.tensor([[0.0, LN3], [5.0, 5.0]], requires_grad=True)
     w = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
     loss = ranking_distillation_loss(y, w, torch.tensor([True, False]))
-    assert close(loss, 0.5 * math.log(8 / 3))
+    assert close(loss, 0.5 * math.log(8 / 3) / 2)
     loss.backward()
-    # d/dy = -w (1 - sigmoid(y)): row 0 [-0.25, -0.125], masked row 0
-    assert close(y.grad, [[-0.25, -0.125], [0.0, 0.0]])
+    # d/dy = -w (1 - sigmoid(y)) / B: row 0 [-0.125, -0.0625], masked row 0
+    assert close(y.grad, [[-0.125, -0.0625], [0.0, 0.0]])
     # no mask: mean over both rows, row 1 = -logsig(5) = ln(1 + e^-5)
     both = ranking_distillation_loss(y.detach(), w, None)
     assert close(both, (0.5 * math.log(8 / 3) + math.log1p(math.exp(-5))) / 2)
@@ -272,7 +273,7 @@ def test_ranking_distillation_without_teacher_rows_is_zero_and_backprops():
 
 def test_weighted_row_mean_ignores_nan_in_masked_rows():
     v = torch.tensor([[1.0, 2.0], [float("nan"), 1.0]])
-    assert close(weighted_row_mean(v, torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.tensor([True, False])), 1.5)
+    assert close(weighted_row_mean(v, torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.tensor([True, False])), 0.75)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
