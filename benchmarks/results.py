@@ -34,14 +34,15 @@ from teacher.ground import teacher_ranks, title_groups  # noqa: E402
 log = logging.getLogger("results")
 MODES = ("generate", "retrieve", "hybrid")
 BASES = {"gru4rec": ("gru4rec", 0.0), "sasrec": ("sasrec", 0.0), "dros": ("sasrec", 0.5)}  # name -> model, DRO alpha
-ABLATIONS = {  # SASRec + DRO + DLLM2Rec with one part removed (METHOD §4)
-    "full": {},
+ABLATIONS = {  # SASRec + DRO + DLLM2Rec with one part removed (METHOD §4); the full model is dros+dllm2rec-<mode>
     "no-position-weight": {"gamma_position": 0.0},
     "no-confidence-weight": {"gamma_confidence": 0.0},
     "no-consistency-weight": {"gamma_consistency": 0.0},
     "no-ranking-loss": {"lambda_d": 0.0},
     "no-embedding-distillation": {"embedding": {"enabled": False}},
     "confidence-target": {"confidence": "target"},
+    "lambda_d-0.1": {"lambda_d": 0.1},  # METHOD: lambda_d is tuned in {0.1 .. 1.0}
+    "lambda_d-0.3": {"lambda_d": 0.3},
 }
 
 
