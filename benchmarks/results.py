@@ -113,7 +113,7 @@ def load_runs(folder: Path) -> pd.DataFrame:
                      "HR@20": m["test"]["HR@20"], "NDCG@20": m["test"]["NDCG@20"], "HR@10": m["test"]["HR@10"],
                      "NDCG@10": m["test"]["NDCG@10"], "valid NDCG@20": m["valid"]["NDCG@20"], "overlap@20": overlap,
                      "best_epoch": m["best_epoch"], "train_s": m["train_seconds"],
-                     "teacher": (m.get("teacher") or {}).get("path") if m["config"]["distill"]["enabled"] else None})
+                     "teacher": (m.get("teacher") or {}).get("path") or ""})  # plain runs: the overlap teacher
     return pd.DataFrame(rows)
 
 
@@ -131,6 +131,20 @@ def teacher_wins(run_dir: Path, teacher, groups: np.ndarray, samples: pd.DataFra
     return float(np.mean((t_rank <= k) & (t_rank < student)))
 
 
+def kd_signal(teacher, samples: pd.DataFrame, groups: np.ndarray, k: int = 10) -> dict:
+    """What ranking distillation feeds the student: how often the teacher's top-k (the KD positives)
+    hold the train target, and how popular those items are next to the targets (train-target counts)."""
+    train = samples[samples["split"] == "train"]
+    ids = teacher.rankings.sample_ids[np.isin(teacher.rankings.sample_ids, train.index.to_numpy())]
+    if len(ids) == 0:
+        return {}
+    items, _, _, _ = teacher.rankings.align(ids, k)
+    ranks = teacher_ranks(items, train.loc[ids, "target"].to_numpy(np.int64), groups)
+    counts = np.bincount(train["target"].to_numpy(np.int64), minlength=len(groups))
+    return {"train_hr@10": float(np.mean(ranks > 0)), "kd_items_median_count": float(np.median(counts[items])),
+            "target_median_count": float(np.median(counts[train.loc[ids, "target"].to_numpy(np.int64)]))}
+
+
 def fmt(values: pd.Series) -> str:
     return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}"
 
@@ -145,10 +159,11 @@ def report_dataset(root: Path, name: str) -> dict:
         art = load_teacher_artifacts(folder, dataset)
         teachers[str(folder)] = art
         out["teachers"][mode] = {"coverage": art.coverage, "metrics": art.manifest["metrics"],
-                                 "timings": art.manifest.get("timings"), "device": art.manifest.get("device")}
+                                 "timings": art.manifest.get("timings"), "device": art.manifest.get("device"),
+                                 **kd_signal(art, samples, groups)}
     runs = load_runs(base / "students") if (base / "students").exists() else pd.DataFrame()
     for label, g in (runs.groupby("label", sort=False) if len(runs) else []):
-        t_path = g["teacher"].iloc[0] or next(iter(teachers), None)
+        t_path = g["teacher"].iloc[0] or next(iter(teachers), "")
         wins = [teacher_wins(r, teachers[t_path], groups, samples) for r in g["run"]] if t_path in teachers else []
         out["students"].append({"label": label, "seeds": len(g), "HR@20": fmt(g["HR@20"]), "NDCG@20": fmt(g["NDCG@20"]),
                                 "HR@20_mean": g["HR@20"].mean(), "NDCG@20_mean": g["NDCG@20"].mean(),
@@ -157,18 +172,21 @@ def report_dataset(root: Path, name: str) -> dict:
                                 "teacher_wins": float(np.mean([w for w in wins if w is not None])) if wins else None})
     ab = base / "ablations"
     for folder in sorted(ab.glob("*")) if ab.exists() else []:
-        for label, g in load_runs(folder).groupby("label", sort=False):
+        done = load_runs(folder)
+        for label, g in (done.groupby("label", sort=False) if len(done) else []):
             out["ablations"].append({"teacher": folder.name, "label": label, "seeds": len(g), "HR@20": fmt(g["HR@20"]),
                                      "NDCG@20": fmt(g["NDCG@20"]), "NDCG@20_mean": g["NDCG@20"].mean()})
     return out
 
 
 def print_report(rep: dict) -> None:
-    print(f"\n## {rep['dataset']}\n\n| teacher | train coverage | valid HR@20 / NDCG@20 | test HR@20 / NDCG@20 (n) |\n|---|---|---|---|")
+    print(f"\n## {rep['dataset']}\n\n| teacher | train coverage | valid HR@20 / NDCG@20 | test HR@20 / NDCG@20 (n) "
+          "| train HR@10 | KD items / targets: median train count |\n|---|---|---|---|---|---|")
     for mode, t in rep["teachers"].items():
         v, s = t["metrics"].get("valid", {}), t["metrics"].get("test", {})
         print(f"| {mode} | {t['coverage']:.1%} | {v.get('HR@20', 0):.4f} / {v.get('NDCG@20', 0):.4f} | "
-              f"{s.get('HR@20', 0):.4f} / {s.get('NDCG@20', 0):.4f} ({s.get('n')}) |")
+              f"{s.get('HR@20', 0):.4f} / {s.get('NDCG@20', 0):.4f} ({s.get('n')}) | {t.get('train_hr@10', 0):.4f} | "
+              f"{t.get('kd_items_median_count', 0):.0f} / {t.get('target_median_count', 0):.0f} |")
     plain = {s["label"]: s for s in rep["students"] if "+" not in s["label"]}
     print("\n| student | seeds | test HR@20 | test NDCG@20 | gain NDCG@20 | overlap@20 | teacher wins | best epoch | train s |\n"
           "|---|---|---|---|---|---|---|---|---|")

@@ -261,3 +261,12 @@ def test_baseline_and_selection_use_valid_not_test():
     assert "**a**" in text and "serve the plain one" in text
     students[2]["valid"]["NDCG@20"] = 0.25
     assert "**kd**" in selected_student(students) and "plain" not in selected_student(students)
+
+
+def test_full_profile_has_full_and_embedding_only_students_per_model():
+    from flows.profiles import profile_parameters
+
+    students = profile_parameters("full")["students"]
+    pairs = {(s.model, s.distill.enabled, s.distill.lambda_d, s.distill.embedding.enabled) for s in students}
+    for model in ("gru4rec", "caser", "sasrec"):
+        assert {(model, True, 0.7, True), (model, True, 0.0, True)} <= pairs
