@@ -40,7 +40,7 @@ ABLATIONS = {  # SASRec + DRO + DLLM2Rec with one part removed (METHOD §4); the
     "no-consistency-weight": {"gamma_consistency": 0.0},
     "no-ranking-loss": {"lambda_d": 0.0},
     "no-embedding-distillation": {"embedding": {"enabled": False}},
-    "confidence-target": {"confidence": "target"},
+    "confidence-candidate": {"confidence": "candidate"},  # the default is the paper's "target"
     "lambda_d-0.1": {"lambda_d": 0.1},  # METHOD: lambda_d is tuned in {0.1 .. 1.0}
     "lambda_d-0.3": {"lambda_d": 0.3},
 }
@@ -100,7 +100,7 @@ def ablation_jobs(args) -> list:
     teacher = base / args.teacher
     return [(str(base / "data"), str(base / "ablations" / args.teacher / name / f"seed{seed}"),
              student_config("dros", seed, args, distill=overrides).model_dump(mode="json"), str(teacher))
-            for name, overrides in ABLATIONS.items() for seed in args.seeds]
+            for name, overrides in ABLATIONS.items() for seed in args.seeds if not args.only or name in args.only]
 
 
 # ------------------------------------------------------------------ report
@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--datasets", nargs="+", default=[], help="report: datasets to summarise.")
     p.add_argument("--teachers", nargs="+", default=list(MODES), help="students: teacher modes to distil from.")
     p.add_argument("--teacher", default="retrieve", help="ablations: the teacher mode.")
+    p.add_argument("--only", nargs="+", choices=list(ABLATIONS), help="ablations: run only these.")
     p.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES), help="students: base models.")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=100)
