@@ -113,36 +113,39 @@ def load_runs(folder: Path) -> pd.DataFrame:
                      "HR@20": m["test"]["HR@20"], "NDCG@20": m["test"]["NDCG@20"], "HR@10": m["test"]["HR@10"],
                      "NDCG@10": m["test"]["NDCG@10"], "valid NDCG@20": m["valid"]["NDCG@20"], "overlap@20": overlap,
                      "best_epoch": m["best_epoch"], "train_s": m["train_seconds"],
-                     "teacher": (m.get("teacher") or {}).get("path") or ""})  # plain runs: the overlap teacher
+                     # plain runs too: the teacher of the overlap ("before distillation")
+                     "teacher": str(Path(m["teacher"]["path"]).resolve()) if m.get("teacher") else ""})
     return pd.DataFrame(rows)
+
+
+def teacher_split_ranks(teacher, samples: pd.DataFrame, groups: np.ndarray, split: str, k: int):
+    """The teacher's ranked samples of `split`: (sample ids, top-k items, 1-based rank of the target, 0 = absent)."""
+    ids = teacher.rankings.sample_ids[np.isin(teacher.rankings.sample_ids, samples.index[samples["split"] == split])]
+    items, _, _, _ = teacher.rankings.align(ids, k)
+    return ids, items, teacher_ranks(items, samples.loc[ids, "target"].to_numpy(np.int64), groups)
 
 
 def teacher_wins(run_dir: Path, teacher, groups: np.ndarray, samples: pd.DataFrame, k: int = 20) -> float | None:
     """Share of the teacher's test samples where its rank of the target is within top-k and better than the student's."""
     ranks_path = run_dir / TEST_RANKS_FILE
-    test_ids = samples.index[samples["split"] == "test"].to_numpy()
-    ids = teacher.rankings.sample_ids[np.isin(teacher.rankings.sample_ids, test_ids)]
+    ids, _, t_rank = teacher_split_ranks(teacher, samples, groups, "test", teacher.rankings.top_n)
     if not ranks_path.exists() or len(ids) == 0:
         return None
     student = pd.read_parquet(ranks_path).set_index("sample_id")["rank"].reindex(ids).to_numpy()
-    items, _, _, _ = teacher.rankings.align(ids, teacher.rankings.top_n)
-    t_rank = teacher_ranks(items, samples.loc[ids, "target"].to_numpy(np.int64), groups)
-    t_rank = np.where(t_rank == 0, np.iinfo(np.int64).max, t_rank)  # 0 = not in the teacher's top-N
+    t_rank = np.where(t_rank == 0, np.iinfo(np.int64).max, t_rank)
     return float(np.mean((t_rank <= k) & (t_rank < student)))
 
 
 def kd_signal(teacher, samples: pd.DataFrame, groups: np.ndarray, k: int = 10) -> dict:
     """What ranking distillation feeds the student: how often the teacher's top-k (the KD positives)
     hold the train target, and how popular those items are next to the targets (train-target counts)."""
-    train = samples[samples["split"] == "train"]
-    ids = teacher.rankings.sample_ids[np.isin(teacher.rankings.sample_ids, train.index.to_numpy())]
+    ids, items, ranks = teacher_split_ranks(teacher, samples, groups, "train", k)
     if len(ids) == 0:
         return {}
-    items, _, _, _ = teacher.rankings.align(ids, k)
-    ranks = teacher_ranks(items, train.loc[ids, "target"].to_numpy(np.int64), groups)
-    counts = np.bincount(train["target"].to_numpy(np.int64), minlength=len(groups))
+    train_targets = samples.loc[samples["split"] == "train", "target"].to_numpy(np.int64)
+    counts = np.bincount(train_targets, minlength=len(groups))
     return {"train_hr@10": float(np.mean(ranks > 0)), "kd_items_median_count": float(np.median(counts[items])),
-            "target_median_count": float(np.median(counts[train.loc[ids, "target"].to_numpy(np.int64)]))}
+            "target_median_count": float(np.median(counts[samples.loc[ids, "target"].to_numpy(np.int64)]))}
 
 
 def fmt(values: pd.Series) -> str:
@@ -157,7 +160,7 @@ def report_dataset(root: Path, name: str) -> dict:
     teachers = {}
     for mode, folder in teacher_dirs(base, MODES).items():
         art = load_teacher_artifacts(folder, dataset)
-        teachers[str(folder)] = art
+        teachers[str(folder.resolve())] = art
         out["teachers"][mode] = {"coverage": art.coverage, "metrics": art.manifest["metrics"],
                                  "timings": art.manifest.get("timings"), "device": art.manifest.get("device"),
                                  **kd_signal(art, samples, groups)}
@@ -194,7 +197,7 @@ def print_report(rep: dict) -> None:
         ref = plain.get(s["label"].split("+")[0])
         gain = f"{s['NDCG@20_mean'] / ref['NDCG@20_mean'] - 1:+.1%}" if ref and "+" in s["label"] else ""
         wins = f"{s['teacher_wins']:.3f}" if s["teacher_wins"] is not None else ""
-        ov = f"{s['overlap@20']:.3f}" if s["overlap@20"] == s["overlap@20"] and s["overlap@20"] is not None else ""
+        ov = f"{s['overlap@20']:.3f}" if pd.notna(s["overlap@20"]) else ""
         print(f"| {s['label']} | {s['seeds']} | {s['HR@20']} | {s['NDCG@20']} | {gain} | {ov} | {wins} | "
               f"{s['best_epoch']:.1f} | {s['train_s']:.0f} |")
     if rep["ablations"]:

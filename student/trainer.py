@@ -39,6 +39,7 @@ from student.models import build_model
 log = logging.getLogger(__name__)
 
 SELECT_METRIC = "NDCG@20"
+TEST_RANKS_FILE = "test_ranks.parquet"  # per-sample test ranks of the selected checkpoint
 # Config fields that may change between a run and its resumption (they do not change the math).
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "patience"), ("train", "device"),
                      ("train", "num_threads"), ("train", "eval_batch_size")}
@@ -231,9 +232,6 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
         if state["stopped"]:
             log.info("early stop: no better valid %s for %d epochs", SELECT_METRIC, config.train.patience)
     return finish(model, gpu_data, dataset, config, teacher, state, out_dir, tau)
-
-
-TEST_RANKS_FILE = "test_ranks.parquet"
 
 
 def finish(model, data: StudentData, dataset, config: StudentConfig, teacher, state: dict,
