@@ -90,6 +90,12 @@ class Dataset:
     def titles(self) -> list[str]:
         return self.items["title"].tolist()
 
+    def train_item_counts(self) -> np.ndarray:
+        """How often each item is a train target (int64 [n_items]): the popularity both stages use
+        (DRO's propensity, BIGRec's popularity grounding). Train only, so valid/test never leak in."""
+        targets = self.samples.loc[self.samples["split"] == "train", "target"].to_numpy(np.int64)
+        return np.bincount(targets, minlength=self.n_items)[: self.n_items]
+
 
 def validate_items(items: pd.DataFrame, path: str | Path) -> None:
     """Dense ids `0..n-1` in order, non-empty titles, unique source ids."""

@@ -83,15 +83,6 @@ def split_tensors(dataset: Dataset, split: str) -> SplitTensors:
     )
 
 
-def item_popularity(train: SplitTensors, n_items: int) -> Tensor:
-    """Train-target counts per item (float, [n_items]): the DRO propensity's `pop_j`.
-
-    Targets only, as the DROS / DLLM2Rec reference code counts them (with sliding windows
-    every interaction is a target once, except each user's first items).
-    """
-    return torch.bincount(train.target, minlength=n_items)[:n_items].float()
-
-
 def sample_negatives(history: Tensor, target: Tensor, n_items: int, n_neg: int, generator: torch.Generator) -> Tensor:
     """Uniform item ids `[B, n_neg]` that are never in the row's history nor its target.
 
@@ -128,7 +119,7 @@ class StudentData:
     n_items: int
     max_len: int
     splits: dict[str, SplitTensors]
-    popularity: Tensor  # [n_items] float
+    popularity: Tensor  # [n_items] float: train-target counts, as the DROS / DLLM2Rec reference code counts them
     teacher: Optional[TeacherTensors] = None
     teacher_embeddings: Optional[Tensor] = None  # [n_items, d] float
     teacher_coverage: float = 0.0
@@ -143,7 +134,7 @@ class StudentData:
         splits = {name: split_tensors(dataset, name) for name in SPLITS}
         train = splits["train"]
         data = cls(n_items=dataset.n_items, max_len=dataset.max_history, splits=splits,
-                   popularity=item_popularity(train, dataset.n_items))
+                   popularity=torch.from_numpy(dataset.train_item_counts()).float())
         if teacher is not None:
             items, dists, target_d, has = teacher.rankings.align(train.sample_ids.numpy(), k)
             data.teacher = TeacherTensors(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -121,7 +121,11 @@ class TeacherConfig(BaseModel):
     retrieve_last: int = Field(1, ge=1, description="Retrieve/hybrid: how many most recent history titles form the query.")
     retrieve_decay: float = Field(0.5, gt=0, le=1, description="Retrieve/hybrid: weight decay**age of the recent titles (age 0 = last).")
     hybrid_weights: list[float] = Field([0.0, 0.25, 0.5, 0.75, 1.0], description="Hybrid: candidate weights of the generation distance.")
-    select_metric: str = Field("NDCG@20", description="Hybrid: valid metric that picks the weight (capped at top_n).")
+    popularity_gammas: list[Annotated[float, Field(ge=0, le=64)]] = Field(
+        [0.0], description="BIGRec's popularity grounding: candidate gammas; distances are min-max normalised per "
+        "sample and divided by (1 + normalised train count) ** gamma. [0.0] = plain L2 (METHOD); several values = "
+        "chosen on valid (with the hybrid weight). At most 64, so (1 + p) ** gamma stays finite in float32.")
+    select_metric: str = Field("NDCG@20", description="Valid metric that picks the hybrid weight and popularity gamma (capped at top_n).")
     splits: list[Literal["train", "valid", "test"]] = Field(["train", "valid", "test"], description="Splits to rank.")
     max_samples: int | None = Field(None, ge=1, description="Seeded budget of train samples to rank; None = all.")
     max_eval_samples: int | None = Field(None, ge=1, description="Seeded budget per valid/test split; None = all.")

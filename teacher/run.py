@@ -29,7 +29,7 @@ from teacher.finetune import finetune_lora, read_adapter_meta, seeded_sample
 from teacher.generate import auto_max_new_tokens, choose_backend, make_generator
 from teacher.ground import L2Scorer, chunked_topn, teacher_ranks, title_groups
 from teacher.model import empty_cache, load_causal_lm, load_tokenizer
-from teacher.modes import HybridScorer, retrieve_queries, select_hybrid_weight
+from teacher.modes import HybridScorer, PopularityScorer, grid_key, retrieve_queries, select_on_valid
 from teacher.prompts import parse_generation
 from teacher.shards import ShardedWork, keys_hash
 from teacher.workspace import Workspace
@@ -168,21 +168,28 @@ def _ground(ws: Workspace) -> Path:
         embedder.known = dict(titles_known)  # bounded memory: forget the shard's generations
         return gen_q, ret_q
 
-    def scorer(gen_q, ret_q, weight):
-        if cfg.mode == "generate":
-            return L2Scorer(gen_q, items, device)
-        if cfg.mode == "retrieve":
-            return L2Scorer(ret_q, items, device)
-        return HybridScorer(gen_q, ret_q, items, weight, device, g.query_chunk, g.item_chunk)
+    popularity = ws.dataset.train_item_counts()
 
-    weight, weight_scores = _hybrid_weight(ws, queries, scorer, hist, groups) if cfg.mode == "hybrid" else (None, None)
+    def scorer(gen_q, ret_q, point: dict[str, float]):
+        if cfg.mode == "generate":
+            base = L2Scorer(gen_q, items, device)
+        elif cfg.mode == "retrieve":
+            base = L2Scorer(ret_q, items, device)
+        else:
+            base = HybridScorer(gen_q, ret_q, items, point["weight"], device, g.query_chunk, g.item_chunk)
+        if point["gamma"] == 0:
+            return base  # METHOD's plain L2 distances
+        n_queries = len(gen_q if gen_q is not None else ret_q)
+        return PopularityScorer(base, popularity, point["gamma"], n_queries, n_items, g.query_chunk, g.item_chunk, device)
+
+    point, grid_scores = _select_grounding(ws, queries, scorer, hist, groups)
     fp = ws.fingerprint("ground", keys_hash(ws.keys), cfg.mode, g.top_n, g.exclude_history, cfg.retrieve_last,
-                        cfg.retrieve_decay, weight,
+                        cfg.retrieve_decay, point.get("weight"), point["gamma"] or None,
                         read_json(ws.work_dir / "generation_info.json")["fingerprint"] if gens is not None else None)
 
     def shard(keys: np.ndarray) -> pa.Table:
         rows = ws.rows(keys)
-        s = scorer(*queries(rows), weight)
+        s = scorer(*queries(rows), point)
         idx, dist = chunked_topn(s, len(keys), n_items, g.top_n, hist(rows), g.query_chunk, g.item_chunk, device)
         target = s.at(np.arange(len(keys)), rows["target"].to_numpy(np.int64)).astype(np.float32)
         return rankings_table(TeacherRankings(keys, idx, dist, target))
@@ -197,33 +204,47 @@ def _ground(ws: Workspace) -> Path:
     empty_cache()
     rankings = _to_rankings(work.read())
     metrics = teacher_metrics(rankings, ws.dataset, groups, [k for k in cfg.ks if k <= g.top_n])
-    manifest = _manifest(ws, metrics, weight, weight_scores)
+    manifest = _manifest(ws, metrics, point, grid_scores)
     write_teacher_artifacts(ws.out_dir, rankings, items, ws.dataset, manifest, embedding_dtype=g.embedding_dtype)
     log.info("teacher artifacts in %s: %s", ws.out_dir, {s: {k: round(v, 4) for k, v in m.items() if "@" in k}
                                                           for s, m in metrics.items()})
     return ws.out_dir
 
 
-def _hybrid_weight(ws: Workspace, queries, scorer, hist, groups) -> tuple[float, dict]:
-    """Pick the hybrid weight on the selected valid samples (cached in work/hybrid-<fp>.json)."""
+def grounding_grid(config: TeacherConfig) -> list[dict[str, float]]:
+    """The (hybrid weight, popularity gamma) points to choose from; one point = nothing to choose."""
+    weights = config.hybrid_weights if config.mode == "hybrid" else [None]
+    return [{**({"weight": w} if w is not None else {}), "gamma": gamma}
+            for w in weights for gamma in config.popularity_gammas]
+
+
+def _select_grounding(ws: Workspace, queries, scorer, hist, groups) -> tuple[dict[str, float], dict | None]:
+    """Pick the hybrid weight and popularity gamma on the selected valid samples (cached in work/select-<fp>.json)."""
     cfg, g = ws.config, ws.config.ground
+    grid = grounding_grid(cfg)
+    if len(grid) == 1:
+        return grid[0], None
     valid = ws.samples[ws.samples["split"] == "valid"]
     if len(valid) == 0:
-        raise ValueError("mode 'hybrid' chooses its weight on valid samples: add 'valid' to splits")
+        raise ValueError(f"mode {cfg.mode!r} with popularity_gammas {cfg.popularity_gammas} chooses its grounding on "
+                         "valid samples: add 'valid' to splits")
     k = min(int(cfg.select_metric.split("@")[1]), g.top_n)
     metric = f"{cfg.select_metric.split('@')[0]}@{k}"
-    fp = ws.fingerprint("hybrid", cfg.hybrid_weights, metric, g.top_n, g.exclude_history, cfg.retrieve_last,
-                        cfg.retrieve_decay, read_json(ws.work_dir / "generation_info.json")["fingerprint"], ws.keys.tolist())
-    path = ws.work_dir / f"hybrid-{fp}.json"
+    gen_info = ws.work_dir / "generation_info.json"
+    fp = ws.fingerprint("select", grid, metric, g.top_n, g.exclude_history, cfg.retrieve_last, cfg.retrieve_decay,
+                        read_json(gen_info)["fingerprint"] if cfg.mode != "retrieve" else None, ws.keys.tolist())
+    path = ws.work_dir / f"select-{fp}.json"
     if path.exists():
         saved = read_json(path)
-        return saved["weight"], saved["scores"]
-    base = scorer(*queries(valid), 0.5)
-    weight, scores = select_hybrid_weight(base, cfg.hybrid_weights, hist(valid), valid["target"].to_numpy(np.int64),
-                                          groups, metric, g.top_n, g.query_chunk, g.item_chunk)
+        return saved["point"], saved["scores"]
+    gen_q, ret_q = queries(valid)
+    point, scores = select_on_valid(lambda p: scorer(gen_q, ret_q, p), grid, ws.dataset.n_items, hist(valid),
+                                    valid["target"].to_numpy(np.int64), groups, metric, g.top_n, g.query_chunk,
+                                    g.item_chunk, ws.device)
     scores = {"metric": metric, **scores}
-    write_json({"weight": weight, "scores": scores}, path)
-    return weight, scores
+    log.info("grounding chosen on %d valid samples: %s (%s %.4f)", len(valid), grid_key(point), metric, scores[grid_key(point)])
+    write_json({"point": point, "scores": scores}, path)
+    return point, scores
 
 
 def _to_rankings(table: pa.Table) -> TeacherRankings:
@@ -253,7 +274,7 @@ def teacher_metrics(rankings: TeacherRankings, dataset: Dataset, groups: np.ndar
     return out
 
 
-def _manifest(ws: Workspace, metrics: dict, weight: float | None, weight_scores: dict | None) -> dict:
+def _manifest(ws: Workspace, metrics: dict, point: dict[str, float], grid_scores: dict | None) -> dict:
     cfg = ws.config
     meta = read_adapter_meta(ws.adapter_dir) if cfg.mode != "retrieve" and cfg.finetune.enabled else None
     gen_info = read_json(ws.work_dir / "generation_info.json") if cfg.mode != "retrieve" else None
@@ -270,12 +291,14 @@ def _manifest(ws: Workspace, metrics: dict, weight: float | None, weight_scores:
         "generation": {"num_beams": cfg.generation.num_beams, "max_new_tokens": gen_info["max_new_tokens"],
                        "length_penalty": cfg.generation.length_penalty} if gen_info else None,
         "retrieve": {"last": cfg.retrieve_last, "decay": cfg.retrieve_decay} if cfg.mode != "generate" else None,
-        "hybrid_weight": weight,
-        "hybrid_valid_scores": weight_scores,
+        "hybrid_weight": point.get("weight"),
+        "popularity_gamma": point["gamma"],
+        "grounding_valid_scores": grid_scores,
         "exclude_history": cfg.ground.exclude_history,
         "metrics": metrics,
         "metrics_protocol": {"history_excluded": cfg.ground.exclude_history, "identical_titles": "best rank",
-                             "ranking": f"top-{cfg.ground.top_n} by L2 of base-model last-token embeddings"},
+                             "ranking": f"top-{cfg.ground.top_n} by L2 of base-model last-token embeddings"
+                                        + (f", popularity gamma {point['gamma']:g}" if point["gamma"] else "")},
         "counts": {s: int(counts.get(s, 0)) for s in ("train", "valid", "test")},
         "device": str(ws.device),
         "timings": ws.timings(),

@@ -7,7 +7,7 @@ import torch
 
 from pipeline.metrics import metrics_from_ranks
 from teacher.ground import L2Scorer, chunked_topn, teacher_ranks, title_groups
-from teacher.modes import HybridScorer, retrieve_queries, select_hybrid_weight
+from teacher.modes import HybridScorer, PopularityScorer, retrieve_queries, select_on_valid
 
 torch.set_num_threads(1)
 
@@ -105,21 +105,52 @@ def test_hybrid_scores_by_hand():
 def test_hybrid_extremes_equal_single_modes():
     gen_q, items = data()
     ret_q, _ = data(seed=5)
-    base = HybridScorer(gen_q, ret_q, items, 0.5)
     for w, q in ((1.0, gen_q), (0.0, ret_q)):
-        a, _ = chunked_topn(base.with_weight(w), len(q), len(items), 10)
+        a, _ = chunked_topn(HybridScorer(gen_q, ret_q, items, w), len(q), len(items), 10)
         b, _ = chunked_topn(L2Scorer(q, items), len(q), len(items), 10)
         np.testing.assert_array_equal(a, b)
 
 
-def test_select_hybrid_weight_picks_the_better_query():
+def test_select_on_valid_picks_the_better_query():
     rng = np.random.default_rng(0)
     items = rng.standard_normal((40, 5)).astype(np.float32)
     targets = rng.integers(0, 40, size=20)
     good = items[targets] + 0.01 * rng.standard_normal((20, 5)).astype(np.float32)  # next to the target
     bad = rng.standard_normal((20, 5)).astype(np.float32)
-    s = HybridScorer(good, bad, items, 0.5)
-    w, scores = select_hybrid_weight(s, [0.0, 0.5, 1.0], None, targets, None, "HR@1", top_n=10)
-    assert w == 1.0 and scores["1"] == 1.0 and scores["0"] < 1.0
-    s = HybridScorer(bad, good, items, 0.5)
-    assert select_hybrid_weight(s, [0.0, 0.5, 1.0], None, targets, None, "HR@1", top_n=10)[0] == 0.0
+    grid = [{"weight": w} for w in (0.0, 0.5, 1.0)]
+    point, scores = select_on_valid(lambda p: HybridScorer(good, bad, items, p["weight"]), grid, 40, None, targets,
+                                    None, "HR@1", top_n=10)
+    assert point == {"weight": 1.0} and scores["weight=1"] == 1.0 and scores["weight=0"] < 1.0
+    point, _ = select_on_valid(lambda p: HybridScorer(bad, good, items, p["weight"]), grid, 40, None, targets,
+                               None, "HR@1", top_n=10)
+    assert point == {"weight": 0.0}
+
+
+def test_popularity_scores_by_hand():
+    # two queries on a line of 4 items; counts 0, 10, 0, 20 -> normalised popularity 0, .5, 0, 1
+    items = np.array([[0.0], [1.0], [2.0], [4.0]], dtype=np.float32)
+    queries = np.array([[0.0], [4.0]], dtype=np.float32)
+    s = PopularityScorer(L2Scorer(queries, items), np.array([0, 10, 0, 20]), gamma=1.0, n_queries=2, n_items=4,
+                         query_chunk=1, item_chunk=3)
+    # query 0: distances 0,1,2,4 -> min-max 0,.25,.5,1 -> / (1, 1.5, 1, 2)
+    # query 1: distances 4,3,2,0 -> 1,.75,.5,0          -> / (1, 1.5, 1, 2)
+    expected = np.array([[0, 0.25 / 1.5, 0.5, 0.5], [1, 0.5, 0.5, 0]], dtype=np.float32)
+    np.testing.assert_allclose(s(0, 2, 0, 4).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(s.at(np.array([0, 1]), np.array([1, 2])), [0.25 / 1.5, 0.5], atol=1e-6)
+    idx, dist = chunked_topn(s, 2, 4, 2, item_chunk=3)
+    assert idx.tolist() == [[0, 1], [3, 1]]  # ties (0.5) break by item id
+    np.testing.assert_allclose(dist, [[0, 0.25 / 1.5], [0, 0.5]], atol=1e-6)
+
+
+def test_popularity_gamma_zero_keeps_the_l2_ranking_and_large_gamma_ranks_by_popularity():
+    q, items = data(n_q=6, n_i=50)
+    counts = np.random.default_rng(3).integers(0, 1000, size=50)
+    plain, _ = chunked_topn(L2Scorer(q, items), 6, 50, 10)
+    zero, _ = chunked_topn(PopularityScorer(L2Scorer(q, items), counts, 0.0, 6, 50), 6, 50, 10)
+    np.testing.assert_array_equal(plain, zero)
+    huge, _ = chunked_topn(PopularityScorer(L2Scorer(q, items), counts, 50.0, 6, 50), 6, 50, 3)
+    # the nearest item keeps normalised distance 0 and stays first; the rest follow popularity
+    assert huge[0, 0] == plain[0, 0]
+    assert set(huge[0, 1:]) == set([i for i in np.argsort(-counts) if i != plain[0, 0]][:2])
+    with pytest.raises(ValueError, match="one count per item"):
+        PopularityScorer(L2Scorer(q, items), counts[:10], 1.0, 6, 50)

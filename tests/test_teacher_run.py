@@ -126,10 +126,28 @@ def test_hybrid_mode_picks_a_weight_on_valid(env):
     cfg = env.cfg.model_copy(update={"mode": "hybrid", "hybrid_weights": [0.0, 1.0], "select_metric": "NDCG@20"})
     art = load_teacher_artifacts(run_mod.run_teacher(env.ds.path, cfg, out), env.ds)
     m = art.manifest
-    assert m["hybrid_weight"] in (0.0, 1.0) and m["hybrid_valid_scores"]["metric"] == "NDCG@10"
-    best = max(m["hybrid_valid_scores"][k] for k in ("0", "1"))
-    assert m["hybrid_valid_scores"][f"{m['hybrid_weight']:g}"] == best
+    scores = m["grounding_valid_scores"]
+    assert m["hybrid_weight"] in (0.0, 1.0) and m["popularity_gamma"] == 0.0 and scores["metric"] == "NDCG@10"
+    best = max(scores[k] for k in ("weight=0,gamma=0", "weight=1,gamma=0"))
+    assert scores[f"weight={m['hybrid_weight']:g},gamma=0"] == best
     assert m["metrics"]["valid"]["NDCG@10"] == pytest.approx(best)
+
+
+def test_popularity_gamma_is_chosen_on_valid(env, monkeypatch):
+    """Retrieve mode with gammas [0, 50]: the valid winner is applied, recorded, and matches a
+    brute-force popularity ranking (gamma 50 ranks almost purely by train counts)."""
+    cfg = env.cfg.model_copy(update={"mode": "retrieve", "popularity_gammas": [0.0, 50.0]})
+    art = load_teacher_artifacts(run_mod.run_teacher(env.ds.path, cfg, env.root / "pop"), env.ds)
+    m = art.manifest
+    scores = m["grounding_valid_scores"]
+    assert set(scores) == {"metric", "gamma=0", "gamma=50"}
+    assert m["popularity_gamma"] == max((0.0, 50.0), key=lambda g: (scores[f"gamma={g:g}"], -g))
+    assert m["metrics"]["valid"]["NDCG@10"] == pytest.approx(scores[f"gamma={m['popularity_gamma']:g}"])
+    if m["popularity_gamma"] == 50.0:
+        counts = env.ds.train_item_counts()
+        row = env.ds.samples.set_index("sample_id").loc[int(art.rankings.sample_ids[0])]
+        top = [int(i) for i in np.argsort(-counts, kind="stable") if i not in set(row["history"])][:1]
+        assert counts[art.rankings.topk_items[0, 0]] == counts[top[0]]
 
 
 def test_cli_help_and_run(env):
