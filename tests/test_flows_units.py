@@ -263,10 +263,12 @@ def test_baseline_and_selection_use_valid_not_test():
     assert "**kd**" in selected_student(students) and "plain" not in selected_student(students)
 
 
-def test_full_profile_has_full_and_embedding_only_students_per_model():
+def test_full_profile_tunes_lambda_d_per_model_and_popularity_gamma():
     from flows.profiles import profile_parameters
 
-    students = profile_parameters("full")["students"]
-    pairs = {(s.model, s.distill.enabled, s.distill.lambda_d, s.distill.embedding.enabled) for s in students}
+    params = profile_parameters("full")
+    pairs = {(s.model, s.distill.enabled, s.distill.lambda_d, s.distill.embedding.enabled) for s in params["students"]}
     for model in ("gru4rec", "caser", "sasrec"):
-        assert {(model, True, 0.7, True), (model, True, 0.0, True)} <= pairs
+        assert {(model, True, lam, True) for lam in (0.7, 0.3, 0.1, 0.0)} <= pairs
+    teacher = params["teacher"]
+    assert teacher.model.name == "smollm2" and 0.0 in teacher.popularity_gammas and len(teacher.popularity_gammas) > 1
