@@ -33,6 +33,7 @@ from teacher.ground import teacher_ranks, title_groups  # noqa: E402
 
 log = logging.getLogger("results")
 MODES = ("generate", "retrieve", "hybrid")
+DEFAULT_LAMBDA_D = DistillConfig().lambda_d
 BASES = {"gru4rec": ("gru4rec", 0.0), "sasrec": ("sasrec", 0.0), "dros": ("sasrec", 0.5)}  # name -> model, DRO alpha
 ABLATIONS = {  # SASRec + DRO + DLLM2Rec with one part removed (METHOD §4); the full model is dros+dllm2rec-<mode>
     "no-position-weight": {"gamma_position": 0.0},
@@ -78,6 +79,11 @@ def teacher_dirs(base: Path, modes) -> dict[str, Path]:
     return found
 
 
+def teacher_names(base: Path) -> list[str]:
+    """Every teacher folder under a dataset (the three modes, plus variants such as `retrieve-pop`)."""
+    return sorted(p.parent.name for p in base.glob("*/teacher_manifest.json"))
+
+
 def students_jobs(args) -> list:
     base = Path(args.root) / args.dataset
     teachers = teacher_dirs(base, args.teachers)
@@ -89,10 +95,32 @@ def students_jobs(args) -> list:
             jobs.append((str(base / "data"), str(base / "students" / name / f"seed{seed}"), cfg.model_dump(mode="json"),
                          str(overlap_teacher) if overlap_teacher else None))
             for mode, folder in teachers.items():
-                cfg = student_config(name, seed, args, distill={})
-                jobs.append((str(base / "data"), str(base / "students" / f"{name}+dllm2rec-{mode}" / f"seed{seed}"),
-                             cfg.model_dump(mode="json"), str(folder)))
+                for lam in args.lambdas:
+                    cfg = student_config(name, seed, args, distill={"lambda_d": lam})
+                    jobs.append((str(base / "data"), str(base / "students" / distilled_label(name, mode, lam) / f"seed{seed}"),
+                                 cfg.model_dump(mode="json"), str(folder)))
     return jobs
+
+
+def distilled_label(base: str, mode: str, lambda_d: float) -> str:
+    """`dros+dllm2rec-hybrid` at the METHOD default lambda_d, `dros+dllm2rec-hybrid@lambda_d0.1` otherwise."""
+    label = f"{base}+dllm2rec-{mode}"
+    return label if lambda_d == DEFAULT_LAMBDA_D else f"{label}@lambda_d{lambda_d:g}"
+
+
+def tuned_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (base+teacher, seed), the lambda_d run with the best **valid** NDCG@20, labelled `...-tuned`.
+
+    This is METHOD's "lambda_d tuned in {0.1 .. 1.0}" done by validation only; only groups that
+    ran more than one lambda_d get a tuned row."""
+    if not len(runs):
+        return runs
+    distilled = runs[runs["label"].str.contains(r"\+dllm2rec-")].copy()
+    distilled["group"] = distilled["label"].str.split("@").str[0]
+    several = distilled.groupby("group")["label"].transform("nunique") > 1
+    best = distilled[several].sort_values("valid NDCG@20", ascending=False).groupby(["group", "seed"]).head(1)
+    best = best.assign(label=best["group"] + "-tuned").drop(columns="group")
+    return best.sort_values(["label", "seed"])
 
 
 def ablation_jobs(args) -> list:
@@ -113,6 +141,7 @@ def load_runs(folder: Path) -> pd.DataFrame:
                      "HR@20": m["test"]["HR@20"], "NDCG@20": m["test"]["NDCG@20"], "HR@10": m["test"]["HR@10"],
                      "NDCG@10": m["test"]["NDCG@10"], "valid NDCG@20": m["valid"]["NDCG@20"], "overlap@20": overlap,
                      "best_epoch": m["best_epoch"], "train_s": m["train_seconds"],
+                     "lambda_d": (m.get("config", {}).get("distill") or {}).get("lambda_d"),
                      # plain runs too: the teacher of the overlap ("before distillation")
                      "teacher": str(Path(m["teacher"]["path"]).resolve()) if m.get("teacher") else ""})
     return pd.DataFrame(rows)
@@ -158,17 +187,19 @@ def report_dataset(root: Path, name: str) -> dict:
     samples, groups = dataset.samples.set_index("sample_id"), title_groups(dataset.titles)
     out = {"dataset": name, "teachers": {}, "students": [], "ablations": []}
     teachers = {}
-    for mode, folder in teacher_dirs(base, MODES).items():
+    for mode, folder in teacher_dirs(base, teacher_names(base)).items():
         art = load_teacher_artifacts(folder, dataset)
         teachers[str(folder.resolve())] = art
         out["teachers"][mode] = {"coverage": art.coverage, "metrics": art.manifest["metrics"],
                                  "timings": art.manifest.get("timings"), "device": art.manifest.get("device"),
                                  **kd_signal(art, samples, groups)}
     runs = load_runs(base / "students") if (base / "students").exists() else pd.DataFrame()
+    runs = pd.concat([runs, tuned_runs(runs)], ignore_index=True) if len(runs) else runs
     for label, g in (runs.groupby("label", sort=False) if len(runs) else []):
         t_path = g["teacher"].iloc[0] or next(iter(teachers), "")
         wins = [teacher_wins(r, teachers[t_path], groups, samples) for r in g["run"]] if t_path in teachers else []
-        out["students"].append({"label": label, "seeds": len(g), "HR@20": fmt(g["HR@20"]), "NDCG@20": fmt(g["NDCG@20"]),
+        out["students"].append({"label": label, "seeds": len(g),
+                                "lambda_d": sorted(set(g["lambda_d"])) if "-tuned" in label else None, "HR@20": fmt(g["HR@20"]), "NDCG@20": fmt(g["NDCG@20"]),
                                 "HR@20_mean": g["HR@20"].mean(), "NDCG@20_mean": g["NDCG@20"].mean(),
                                 "overlap@20": g["overlap@20"].mean(), "best_epoch": g["best_epoch"].mean(),
                                 "train_s": g["train_s"].mean(),
@@ -198,7 +229,8 @@ def print_report(rep: dict) -> None:
         gain = f"{s['NDCG@20_mean'] / ref['NDCG@20_mean'] - 1:+.1%}" if ref and "+" in s["label"] else ""
         wins = f"{s['teacher_wins']:.3f}" if s["teacher_wins"] is not None else ""
         ov = f"{s['overlap@20']:.3f}" if pd.notna(s["overlap@20"]) else ""
-        print(f"| {s['label']} | {s['seeds']} | {s['HR@20']} | {s['NDCG@20']} | {gain} | {ov} | {wins} | "
+        picked = f" (lambda_d picked: {', '.join(f'{x:g}' for x in s['lambda_d'])})" if s.get("lambda_d") else ""
+        print(f"| {s['label']}{picked} | {s['seeds']} | {s['HR@20']} | {s['NDCG@20']} | {gain} | {ov} | {wins} | "
               f"{s['best_epoch']:.1f} | {s['train_s']:.0f} |")
     if rep["ablations"]:
         print("\n| ablation (SASRec + DRO + DLLM2Rec) | teacher | seeds | test HR@20 | test NDCG@20 |\n|---|---|---|---|---|")
@@ -228,10 +260,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--root", default="runs", help="Run root holding <dataset>/data and the teacher folders.")
     p.add_argument("--dataset", help="Dataset folder name under --root (students, ablations).")
     p.add_argument("--datasets", nargs="+", default=[], help="report: datasets to summarise.")
-    p.add_argument("--teachers", nargs="+", default=list(MODES), help="students: teacher modes to distil from.")
+    p.add_argument("--teachers", nargs="+", default=list(MODES),
+                   help="students: teacher folders under <root>/<dataset> to distil from (modes or variants like retrieve-pop).")
     p.add_argument("--teacher", default="retrieve", help="ablations: the teacher mode.")
     p.add_argument("--only", nargs="+", choices=list(ABLATIONS), help="ablations: run only these.")
     p.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES), help="students: base models.")
+    p.add_argument("--lambdas", nargs="+", type=float, default=[DEFAULT_LAMBDA_D],
+                   help="students: lambda_d values to train; the report adds a '-tuned' row picked on valid per seed.")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--patience", type=int, default=10)
