@@ -1,0 +1,35 @@
+"""benchmarks/results.py: the '-tuned' row picks lambda_d per seed on valid, never on test."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+SPEC = importlib.util.spec_from_file_location("results_runner", Path(__file__).parents[1] / "benchmarks" / "results.py")
+results = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(results)
+
+
+def run(label: str, seed: int, valid: float, test: float, lam: float) -> dict:
+    return {"label": label, "seed": seed, "valid NDCG@20": valid, "NDCG@20": test, "lambda_d": lam}
+
+
+def test_labels_keep_the_default_name_for_the_method_default():
+    assert results.distilled_label("dros", "hybrid", 0.7) == "dros+dllm2rec-hybrid"
+    assert results.distilled_label("dros", "hybrid", 0.1) == "dros+dllm2rec-hybrid@lambda_d0.1"
+
+
+def test_tuned_rows_pick_the_best_valid_run_per_seed():
+    runs = pd.DataFrame([
+        run("dros", 0, 0.09, 0.07, 0.7),  # plain: never a candidate
+        run("dros+dllm2rec-hybrid", 0, 0.05, 0.09, 0.7),  # best on test, worse on valid
+        run("dros+dllm2rec-hybrid@lambda_d0.1", 0, 0.06, 0.06, 0.1),
+        run("dros+dllm2rec-hybrid", 1, 0.08, 0.05, 0.7),
+        run("dros+dllm2rec-hybrid@lambda_d0.1", 1, 0.07, 0.08, 0.1),
+        run("sasrec+dllm2rec-hybrid", 0, 0.05, 0.05, 0.7),  # one lambda only: no tuned row
+    ])
+    tuned = results.tuned_runs(runs).set_index("seed")
+    assert set(tuned["label"]) == {"dros+dllm2rec-hybrid-tuned"}
+    assert tuned.loc[0, "lambda_d"] == 0.1 and tuned.loc[0, "NDCG@20"] == 0.06
+    assert tuned.loc[1, "lambda_d"] == 0.7 and tuned.loc[1, "NDCG@20"] == 0.05
