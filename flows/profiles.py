@@ -40,7 +40,6 @@ def demo_students() -> list[StudentConfig]:
 
 
 FULL_LAMBDAS = (0.7, 0.3, 0.1, 0.0)  # METHOD default first; METHOD tunes lambda_d in {0.1 .. 1.0}
-FULL_POPULARITY_GAMMAS = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
 
 
 def full_students() -> list[StudentConfig]:
@@ -53,16 +52,11 @@ def full_students() -> list[StudentConfig]:
             for m in ("gru4rec", "caser", "sasrec") for lam in FULL_LAMBDAS]
 
 
-def full_teacher(model: str | None = None) -> TeacherConfig:
-    """METHOD's teacher plus BIGRec's popularity grounding, its gamma chosen on valid (0 = plain L2 is
-    in the grid, so valid can only say it helps): it lifted the ml-100k teacher 5x (docs/results.md)."""
-    return TeacherConfig(model=ModelConfig(name=model or "smollm2"), popularity_gammas=FULL_POPULARITY_GAMMAS)
-
-
 def profile_parameters(profile: str, model: str | None = None) -> dict:
     """`{"teacher": TeacherConfig, "students": [StudentConfig, ...]}` for a preset name."""
     if profile == "demo":
         return {"teacher": demo_teacher(model), "students": demo_students()}
     if profile == "full":
-        return {"teacher": full_teacher(model), "students": full_students()}
+        teacher = TeacherConfig(model=ModelConfig(name=model)) if model else TeacherConfig()
+        return {"teacher": teacher, "students": full_students()}
     raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")

@@ -12,7 +12,8 @@ BIGRec's popularity step, which applies to every mode.
   distances are min-max normalised over the catalogue, then divided by `(1 + p_i) ** gamma`
   with `p_i` the item's train count min-max normalised to [0, 1]. gamma 0 leaves the plain
   distances untouched (METHOD §2.4); gamma is chosen on valid with the hybrid weight. On
-  ml-100k this lifts the title-retrieval teacher from 0.012 to 0.064 test HR@20 (docs/results.md).
+  ml-100k this lifts the title-retrieval teacher from 0.013 to 0.067 test HR@20, yet the
+  students distilled from it got worse (docs/results.md), so it is off by default.
 
     >>> q = retrieve_queries(np.eye(3, dtype="f4"), [[0, 1], []], last=2, decay=0.5)
     >>> q.astype(float).round(3).tolist()

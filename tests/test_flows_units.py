@@ -263,12 +263,13 @@ def test_baseline_and_selection_use_valid_not_test():
     assert "**kd**" in selected_student(students) and "plain" not in selected_student(students)
 
 
-def test_full_profile_tunes_lambda_d_per_model_and_popularity_gamma():
+def test_full_profile_tunes_lambda_d_per_model():
     from flows.profiles import profile_parameters
 
     params = profile_parameters("full")
     pairs = {(s.model, s.distill.enabled, s.distill.lambda_d, s.distill.embedding.enabled) for s in params["students"]}
     for model in ("gru4rec", "caser", "sasrec"):
         assert {(model, True, lam, True) for lam in (0.7, 0.3, 0.1, 0.0)} <= pairs
-    teacher = params["teacher"]
-    assert teacher.model.name == "smollm2" and 0.0 in teacher.popularity_gammas and len(teacher.popularity_gammas) > 1
+    # no popularity grounding by default: on ml-100k it made the teacher 5x better on its own
+    # metrics and the distilled students worse (docs/results.md)
+    assert params["teacher"].popularity_gammas == [0.0]
