@@ -111,13 +111,13 @@ def distilled_label(base: str, mode: str, lambda_d: float) -> str:
 def tuned_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (base+teacher, seed), the lambda_d run with the best **valid** NDCG@20, labelled `...-tuned`.
 
-    This is METHOD's "lambda_d tuned in {0.1 .. 1.0}" done by validation only; only groups that
+    This is METHOD's "lambda_d tuned in {0.1 .. 1.0}" done by validation only; only seeds that
     ran more than one lambda_d get a tuned row."""
     if not len(runs):
         return runs
     distilled = runs[runs["label"].str.contains(r"\+dllm2rec-")].copy()
     distilled["group"] = distilled["label"].str.split("@").str[0]
-    several = distilled.groupby("group")["label"].transform("nunique") > 1
+    several = distilled.groupby(["group", "seed"])["label"].transform("nunique") > 1
     best = distilled[several].sort_values("valid NDCG@20", ascending=False).groupby(["group", "seed"]).head(1)
     best = best.assign(label=best["group"] + "-tuned").drop(columns="group")
     return best.sort_values(["label", "seed"])

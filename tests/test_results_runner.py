@@ -27,9 +27,10 @@ def test_tuned_rows_pick_the_best_valid_run_per_seed():
         run("dros+dllm2rec-hybrid@lambda_d0.1", 0, 0.06, 0.06, 0.1),
         run("dros+dllm2rec-hybrid", 1, 0.08, 0.05, 0.7),
         run("dros+dllm2rec-hybrid@lambda_d0.1", 1, 0.07, 0.08, 0.1),
+        run("dros+dllm2rec-hybrid", 2, 0.09, 0.09, 0.7),  # seed 2 ran one lambda only: nothing to tune
         run("sasrec+dllm2rec-hybrid", 0, 0.05, 0.05, 0.7),  # one lambda only: no tuned row
     ])
     tuned = results.tuned_runs(runs).set_index("seed")
-    assert set(tuned["label"]) == {"dros+dllm2rec-hybrid-tuned"}
+    assert set(tuned["label"]) == {"dros+dllm2rec-hybrid-tuned"} and sorted(tuned.index) == [0, 1]
     assert tuned.loc[0, "lambda_d"] == 0.1 and tuned.loc[0, "NDCG@20"] == 0.06
     assert tuned.loc[1, "lambda_d"] == 0.7 and tuned.loc[1, "NDCG@20"] == 0.05
