@@ -109,18 +109,30 @@ def distilled_label(base: str, mode: str, lambda_d: float) -> str:
 
 
 def tuned_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (base+teacher, seed), the lambda_d run with the best **valid** NDCG@20, labelled `...-tuned`.
+    """Per (base+teacher, seed), two rows picked on **valid** NDCG@20, never on test:
 
-    This is METHOD's "lambda_d tuned in {0.1 .. 1.0}" done by validation only; only seeds that
-    ran more than one lambda_d get a tuned row."""
+    `...-tuned`: the best lambda_d among the distilled runs (METHOD's "lambda_d tuned in
+    {0.1 .. 1.0}"), only for seeds that ran more than one lambda_d;
+    `...-served`: the best of those and the plain student (lambda_d NaN), which is what the
+    full profile serves (`flows/report.py`): distillation only where valid says it helps."""
     if not len(runs):
         return runs
     distilled = runs[runs["label"].str.contains(r"\+dllm2rec-")].copy()
     distilled["group"] = distilled["label"].str.split("@").str[0]
     several = distilled.groupby(["group", "seed"])["label"].transform("nunique") > 1
-    best = distilled[several].sort_values("valid NDCG@20", ascending=False).groupby(["group", "seed"]).head(1)
-    best = best.assign(label=best["group"] + "-tuned").drop(columns="group")
-    return best.sort_values(["label", "seed"])
+    tuned = best_on_valid(distilled[several], "-tuned")
+    plain = runs[~runs["label"].str.contains("+", regex=False)]
+    pairs = distilled[["group", "seed"]].drop_duplicates()
+    pairs = pairs.assign(label=pairs["group"].str.split("+").str[0]).merge(plain, on=["label", "seed"])
+    served = best_on_valid(pd.concat([distilled, pairs.assign(lambda_d=np.nan)]), "-served")
+    served = served.merge(pairs[["group", "seed"]].assign(label=lambda d: d["group"] + "-served").drop(columns="group"))
+    return pd.concat([tuned, served], ignore_index=True).sort_values(["label", "seed"])
+
+
+def best_on_valid(candidates: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """Per (group, seed), the candidate with the best valid NDCG@20, relabelled `<group><suffix>`."""
+    best = candidates.sort_values("valid NDCG@20", ascending=False).groupby(["group", "seed"]).head(1)
+    return best.assign(label=best["group"] + suffix).drop(columns="group")
 
 
 def ablation_jobs(args) -> list:
@@ -177,6 +189,11 @@ def kd_signal(teacher, samples: pd.DataFrame, groups: np.ndarray, k: int = 10) -
             "target_median_count": float(np.median(counts[samples.loc[ids, "target"].to_numpy(np.int64)]))}
 
 
+def picked_lambdas(runs: pd.DataFrame) -> list[str]:
+    """The lambda_d values the valid selection picked, one per seed; NaN (the plain student) as 'plain'."""
+    return [f"{x:g}" if pd.notna(x) else "plain" for x in runs.sort_values("seed")["lambda_d"]]
+
+
 def fmt(values: pd.Series) -> str:
     return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}"
 
@@ -199,7 +216,7 @@ def report_dataset(root: Path, name: str) -> dict:
         t_path = g["teacher"].iloc[0] or next(iter(teachers), "")
         wins = [teacher_wins(r, teachers[t_path], groups, samples) for r in g["run"]] if t_path in teachers else []
         out["students"].append({"label": label, "seeds": len(g),
-                                "lambda_d": sorted(set(g["lambda_d"])) if "-tuned" in label else None, "HR@20": fmt(g["HR@20"]), "NDCG@20": fmt(g["NDCG@20"]),
+                                "lambda_d": picked_lambdas(g) if label.endswith(("-tuned", "-served")) else None, "HR@20": fmt(g["HR@20"]), "NDCG@20": fmt(g["NDCG@20"]),
                                 "HR@20_mean": g["HR@20"].mean(), "NDCG@20_mean": g["NDCG@20"].mean(),
                                 "overlap@20": g["overlap@20"].mean(), "best_epoch": g["best_epoch"].mean(),
                                 "train_s": g["train_s"].mean(),
@@ -229,7 +246,7 @@ def print_report(rep: dict) -> None:
         gain = f"{s['NDCG@20_mean'] / ref['NDCG@20_mean'] - 1:+.1%}" if ref and "+" in s["label"] else ""
         wins = f"{s['teacher_wins']:.3f}" if s["teacher_wins"] is not None else ""
         ov = f"{s['overlap@20']:.3f}" if pd.notna(s["overlap@20"]) else ""
-        picked = f" (lambda_d picked: {', '.join(f'{x:g}' for x in s['lambda_d'])})" if s.get("lambda_d") else ""
+        picked = f" (lambda_d picked: {', '.join(s['lambda_d'])})" if s.get("lambda_d") else ""
         print(f"| {s['label']}{picked} | {s['seeds']} | {s['HR@20']} | {s['NDCG@20']} | {gain} | {ov} | {wins} | "
               f"{s['best_epoch']:.1f} | {s['train_s']:.0f} |")
     if rep["ablations"]:

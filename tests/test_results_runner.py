@@ -30,7 +30,23 @@ def test_tuned_rows_pick_the_best_valid_run_per_seed():
         run("dros+dllm2rec-hybrid", 2, 0.09, 0.09, 0.7),  # seed 2 ran one lambda only: nothing to tune
         run("sasrec+dllm2rec-hybrid", 0, 0.05, 0.05, 0.7),  # one lambda only: no tuned row
     ])
-    tuned = results.tuned_runs(runs).set_index("seed")
+    picked = results.tuned_runs(runs)
+    tuned = picked[picked["label"].str.endswith("-tuned")].set_index("seed")
     assert set(tuned["label"]) == {"dros+dllm2rec-hybrid-tuned"} and sorted(tuned.index) == [0, 1]
     assert tuned.loc[0, "lambda_d"] == 0.1 and tuned.loc[0, "NDCG@20"] == 0.06
     assert tuned.loc[1, "lambda_d"] == 0.7 and tuned.loc[1, "NDCG@20"] == 0.05
+
+
+def test_served_rows_fall_back_to_the_plain_student_when_valid_says_so():
+    runs = pd.DataFrame([
+        run("sasrec", 0, 0.09, 0.05, 0.7),  # plain wins on valid (not on test) -> served
+        run("sasrec+dllm2rec-retrieve@lambda_d0.1", 0, 0.08, 0.07, 0.1),
+        run("sasrec", 1, 0.06, 0.06, 0.7),
+        run("sasrec+dllm2rec-retrieve@lambda_d0.1", 1, 0.07, 0.04, 0.1),  # distilled wins on valid
+        run("sasrec+dllm2rec-retrieve@lambda_d0.1", 2, 0.07, 0.04, 0.1),  # no plain run for seed 2: no row
+    ])
+    served = results.tuned_runs(runs).set_index("seed")
+    assert set(served["label"]) == {"sasrec+dllm2rec-retrieve-served"} and sorted(served.index) == [0, 1]
+    assert served.loc[0, "NDCG@20"] == 0.05 and pd.isna(served.loc[0, "lambda_d"])
+    assert served.loc[1, "NDCG@20"] == 0.04 and served.loc[1, "lambda_d"] == 0.1
+    assert results.picked_lambdas(served.reset_index()) == ["plain", "0.1"]
