@@ -50,3 +50,12 @@ def test_served_rows_fall_back_to_the_plain_student_when_valid_says_so():
     assert served.loc[0, "NDCG@20"] == 0.05 and pd.isna(served.loc[0, "lambda_d"])
     assert served.loc[1, "NDCG@20"] == 0.04 and served.loc[1, "lambda_d"] == 0.1
     assert results.picked_lambdas(served.reset_index()) == ["plain", "0.1"]
+
+
+def test_gain_compares_with_the_plain_student_on_the_same_seeds_only():
+    runs = pd.DataFrame([run("dros", 0, 0.1, 0.05, 0.7), run("dros", 1, 0.1, 0.07, 0.7),
+                         run("dros+dllm2rec-hybrid", 0, 0.1, 0.06, 0.7)])
+    distilled = runs[runs["label"] == "dros+dllm2rec-hybrid"]
+    # seed 0 only: 0.06 / 0.05 - 1 = +20%, not 0.06 / mean(0.05, 0.07) - 1 = 0%
+    assert abs(results.gain_over_plain(runs, "dros+dllm2rec-hybrid", distilled) - 0.2) < 1e-12
+    assert results.gain_over_plain(runs, "dros", runs[runs["label"] == "dros"]) is None
