@@ -45,6 +45,14 @@ ABLATIONS = {  # SASRec + DRO + DLLM2Rec with one part removed (METHOD §4); the
     "lambda_d-0.1": {"lambda_d": 0.1},  # METHOD: lambda_d is tuned in {0.1 .. 1.0}
     "lambda_d-0.3": {"lambda_d": 0.3},
 }
+PAPER_TABLE5 = {  # METHOD.md section 7: (HR@20, NDCG@20); per model (plain, + DLLM2Rec); LLaMA2-7B BIGRec teacher
+    "games": {"name": "Games", "teacher": (0.0532, 0.0341), "gru4rec": ((0.0305, 0.0150), (0.0446, 0.0205)),
+              "sasrec": ((0.0346, 0.0190), (0.0600, 0.0262)), "dros": ((0.0473, 0.0267), (0.0751, 0.0331))},
+    "ml100k": {"name": "MovieLens", "teacher": (0.0541, 0.0370), "gru4rec": ((0.0608, 0.0236), (0.0815, 0.0308)),
+               "sasrec": ((0.0626, 0.0228), (0.0840, 0.0323)), "dros": ((0.0852, 0.0363), (0.1063, 0.0437))},
+    "toys": {"name": "Toys", "teacher": (0.0420, 0.0207), "gru4rec": ((0.0172, 0.0081), (0.0281, 0.0118)),
+             "sasrec": ((0.0207, 0.0130), (0.0409, 0.0177)), "dros": ((0.0231, 0.0144), (0.0463, 0.0225))},
+}
 
 
 def student_config(base: str, seed: int, args, distill: dict | None = None) -> StudentConfig:
@@ -259,6 +267,61 @@ def print_report(rep: dict) -> None:
         print("\n| ablation (SASRec + DRO + DLLM2Rec) | teacher | seeds | test HR@20 | test NDCG@20 |\n|---|---|---|---|---|")
         for a in rep["ablations"]:
             print(f"| {a['label']} | {a['teacher']} | {a['seeds']} | {a['HR@20']} | {a['NDCG@20']} |")
+    print_side_by_side(rep)
+
+
+def distillation_teacher(rep: dict) -> str | None:
+    """The teacher most student runs distilled from (hybrid on ml-100k, retrieve on Toys and Games)."""
+    seeds: dict[str, int] = {}
+    for s in rep["students"]:
+        if "+dllm2rec-" in s["label"] and not s["label"].endswith(("-tuned", "-served")):
+            mode = s["label"].split("+dllm2rec-")[1].split("@")[0]
+            seeds[mode] = seeds.get(mode, 0) + s["seeds"]
+    return max(seeds, key=seeds.get) if seeds else None
+
+
+def paper_side_by_side(rep: dict) -> list[dict]:
+    """Per base model: the paper's Table 5 (plain, + DLLM2Rec, gain) next to ours (plain, + DLLM2Rec at the
+    METHOD default lambda_d, and the `-served` pick on valid), from the distillation teacher's runs."""
+    paper, mode = PAPER_TABLE5.get(rep["dataset"]), distillation_teacher(rep)
+    if paper is None or mode is None:
+        return []
+    by_label = {s["label"]: s for s in rep["students"]}
+    rows = []
+    for base in BASES:
+        (p_plain, p_kd), ours = paper[base], by_label.get(base)
+        default, served = by_label.get(f"{base}+dllm2rec-{mode}"), by_label.get(f"{base}+dllm2rec-{mode}-served")
+        if ours is None:
+            continue
+        rows.append({"model": base, "paper plain": p_plain, "paper kd": p_kd, "paper gain": p_kd[1] / p_plain[1] - 1,
+                     "ours plain": ours, "ours kd": default, "ours served": served, "teacher": mode})
+    return rows
+
+
+def pair(s: dict | None) -> str:
+    return f"{s['HR@20_mean']:.4f} / {s['NDCG@20_mean']:.4f} ({s['seeds']})" if s else "-"
+
+
+def gain_text(s: dict | None) -> str:
+    return f"{s['gain NDCG@20']:+.1%}" if s and s.get("gain NDCG@20") is not None else "-"
+
+
+def print_side_by_side(rep: dict) -> None:
+    rows = paper_side_by_side(rep)
+    if not rows:
+        return
+    paper = PAPER_TABLE5[rep["dataset"]]
+    print(f"\nPaper Table 5 ({paper['name']}, LLaMA2-7B teacher at {paper['teacher'][0]:.4f} / {paper['teacher'][1]:.4f}) "
+          f"next to ours (teacher: {rows[0]['teacher']}), HR@20 / NDCG@20 (seeds), gain in NDCG@20 on the same seeds:\n\n"
+          f"| model | paper plain | paper + DLLM2Rec | paper gain | ours plain | ours + DLLM2Rec (lambda_d {DEFAULT_LAMBDA_D:g}) "
+          "| gain | ours served (picked on valid) | gain |\n|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        (ph, pn), (kh, kn) = r["paper plain"], r["paper kd"]
+        print(f"| {r['model']} | {ph:.4f} / {pn:.4f} | {kh:.4f} / {kn:.4f} | {r['paper gain']:+.1%} | {pair(r['ours plain'])} | "
+              f"{pair(r['ours kd'])} | {gain_text(r['ours kd'])} | {pair(r['ours served'])} | {gain_text(r['ours served'])} |")
+    gains = [r["ours served"]["gain NDCG@20"] for r in rows if r["ours served"] and r["ours served"].get("gain NDCG@20") is not None]
+    if gains:
+        print(f"\nMean NDCG@20 gain of the served students over their plain versions: {np.mean(gains):+.1%} ({len(gains)} models).")
 
 
 def plot(reports: list[dict], path: Path) -> None:

@@ -59,3 +59,25 @@ def test_gain_compares_with_the_plain_student_on_the_same_seeds_only():
     # seed 0 only: 0.06 / 0.05 - 1 = +20%, not 0.06 / mean(0.05, 0.07) - 1 = 0%
     assert abs(results.gain_over_plain(runs, "dros+dllm2rec-hybrid", distilled) - 0.2) < 1e-12
     assert results.gain_over_plain(runs, "dros", runs[runs["label"] == "dros"]) is None
+
+
+def student_row(label: str, seeds: int, hr: float, ndcg: float, gain: float | None) -> dict:
+    return {"label": label, "seeds": seeds, "HR@20_mean": hr, "NDCG@20_mean": ndcg, "gain NDCG@20": gain}
+
+
+def test_side_by_side_puts_the_paper_next_to_the_most_used_teacher():
+    rep = {"dataset": "toys", "students": [
+        student_row("gru4rec", 3, 0.03, 0.012, None),
+        student_row("gru4rec+dllm2rec-retrieve", 3, 0.035, 0.0138, 0.15),
+        student_row("gru4rec+dllm2rec-retrieve@lambda_d0.1", 3, 0.04, 0.017, 0.4),
+        student_row("gru4rec+dllm2rec-generate", 1, 0.01, 0.005, -0.5),  # fewer runs: not the compared teacher
+        student_row("gru4rec+dllm2rec-retrieve-served", 3, 0.04, 0.017, 0.4),
+    ]}
+    assert results.distillation_teacher(rep) == "retrieve"
+    (row,) = results.paper_side_by_side(rep)  # no sasrec / dros runs: no rows for them
+    # paper Toys GRU4Rec: NDCG@20 0.0081 -> 0.0118 = +45.7%
+    assert row["model"] == "gru4rec" and abs(row["paper gain"] - (0.0118 / 0.0081 - 1)) < 1e-12
+    assert row["ours kd"]["label"] == "gru4rec+dllm2rec-retrieve"
+    assert row["ours served"]["label"] == "gru4rec+dllm2rec-retrieve-served"
+    assert results.pair(row["ours plain"]) == "0.0300 / 0.0120 (3)" and results.gain_text(row["ours served"]) == "+40.0%"
+    assert results.paper_side_by_side({"dataset": "lastfm", "students": rep["students"]}) == []
