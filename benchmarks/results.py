@@ -325,18 +325,27 @@ def print_side_by_side(rep: dict) -> None:
 
 
 def plot(reports: list[dict], path: Path) -> None:
+    """Per dataset and model: plain, + DLLM2Rec at the default lambda_d, the student served on valid, and the teacher."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(reports), figsize=(5 * len(reports), 4), squeeze=False)
+    bars = (("ours plain", "plain", "tab:gray"), ("ours kd", f"+ DLLM2Rec, lambda_d {DEFAULT_LAMBDA_D:g}", "tab:orange"),
+            ("ours served", "served (picked on valid)", "tab:blue"))
+    fig, axes = plt.subplots(1, len(reports), figsize=(4.5 * len(reports), 3.6), squeeze=False)
     for ax, rep in zip(axes[0], reports):
-        labels = [s["label"] for s in rep["students"]]
-        ax.barh(labels, [s["NDCG@20_mean"] for s in rep["students"]],
-                color=["tab:gray" if "+" not in lab else "tab:blue" for lab in labels])
-        ax.set_title(f"{rep['dataset']}: test NDCG@20 (mean of seeds)")
-        ax.invert_yaxis()
-    fig.tight_layout()
+        rows = paper_side_by_side(rep)
+        for i, (key, name, color) in enumerate(bars):
+            ax.bar([j + 0.27 * (i - 1) for j in range(len(rows))], [r[key]["NDCG@20_mean"] if r[key] else 0 for r in rows],
+                   width=0.27, color=color, label=name)
+        if rows:  # the teacher's own test NDCG@20: distillation helps the students below this line
+            ax.axhline(rep["teachers"][rows[0]["teacher"]]["metrics"]["test"]["NDCG@20"], color="black", ls="--", lw=1,
+                       label="teacher (its own test samples)")
+        ax.set_xticks(range(len(rows)), [r["model"] for r in rows])
+        ax.set_title(f"{rep['dataset']} (teacher: {rows[0]['teacher'] if rows else '-'})")
+        ax.set_ylabel("test NDCG@20, mean of seeds")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=4, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=110)
 
 
