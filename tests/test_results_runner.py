@@ -81,3 +81,12 @@ def test_side_by_side_puts_the_paper_next_to_the_most_used_teacher():
     assert row["ours served"]["label"] == "gru4rec+dllm2rec-retrieve-served"
     assert results.pair(row["ours plain"]) == "0.0300 / 0.0120 (3)" and results.gain_text(row["ours served"]) == "+40.0%"
     assert results.paper_side_by_side({"dataset": "lastfm", "students": rep["students"]}) == []
+
+
+def test_plot_draws_one_panel_per_dataset_with_the_teacher_line(tmp_path):
+    rows = [student_row("sasrec", 1, 0.07, 0.026, None), student_row("sasrec+dllm2rec-retrieve", 1, 0.05, 0.019, -0.28),
+            student_row("sasrec+dllm2rec-retrieve-served", 1, 0.07, 0.026, 0.0)]
+    rep = {"dataset": "toys", "students": rows, "teachers": {"retrieve": {"metrics": {"test": {"NDCG@20": 0.027}}}}}
+    out = tmp_path / "results.png"
+    results.plot([rep, {**rep, "dataset": "games"}], out)
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
