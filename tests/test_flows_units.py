@@ -13,7 +13,7 @@ import yaml
 
 from flows.incremental import find_base, is_extension, merge_artifacts, merge_rankings, new_sample_ids, ranking_metrics
 from flows.layout import Layout, config_hash, slug
-from flows.report import comparison_rows, md_table, selected_student
+from flows.report import comparison_rows, md_table, selected_student, teacher_vs_students
 from pipeline.artifacts import TeacherRankings, load_teacher_artifacts, write_teacher_artifacts
 from pipeline.dataset import load_dataset, make_sample_id, write_dataset
 from pipeline.errors import DataError
@@ -261,6 +261,22 @@ def test_baseline_and_selection_use_valid_not_test():
     assert "**a**" in text and "serve the plain one" in text
     students[2]["valid"]["NDCG@20"] = 0.25
     assert "**kd**" in selected_student(students) and "plain" not in selected_student(students)
+
+
+def test_teacher_vs_students_compares_valid_with_each_plain_student():
+    teacher = {"metrics": {"valid": {"NDCG@20": 0.03}, "test": {"NDCG@20": 0.5}}}
+    students = [
+        {"model": "gru4rec", "distill": False, "valid": {"NDCG@20": 0.015}, "test": {"NDCG@20": 0.9}},
+        {"model": "gru4rec", "distill": True, "valid": {"NDCG@20": 0.9}},  # distilled runs are not the reference
+        {"model": "dros", "distill": False, "valid": {"NDCG@20": 0.04}},
+        {"model": "dros", "distill": False, "valid": {"NDCG@20": 0.06}},  # best plain on valid: 0.03 / 0.06 = 0.5x
+    ]
+    text = teacher_vs_students(teacher, students)
+    assert "teacher 0.0300" in text
+    assert "gru4rec 0.0150 (teacher 2.00x: stronger" in text
+    assert "dros 0.0600 (teacher 0.50x: weaker" in text
+    assert teacher_vs_students(None, students) == ""
+    assert teacher_vs_students({"metrics": {"test": {"NDCG@20": 0.1}}}, students) == ""  # no valid metrics
 
 
 def test_full_profile_tunes_lambda_d_per_model():
