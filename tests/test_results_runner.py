@@ -1,14 +1,20 @@
-"""benchmarks/results.py: the '-tuned' row picks lambda_d per seed on valid, never on test."""
+"""benchmarks/results.py and results_report.py: the '-tuned' row picks lambda_d per seed on valid,
+never on test; gains compare the same seeds; stored summaries redraw a report without run folders."""
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 SPEC = importlib.util.spec_from_file_location("results_runner", Path(__file__).parents[1] / "benchmarks" / "results.py")
 results = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(results)
+SPEC.loader.exec_module(results)  # puts benchmarks/ on sys.path for its own import of results_report
+report = sys.modules["results_report"]
 
 
 def run(label: str, seed: int, valid: float, test: float, lam: float) -> dict:
@@ -30,7 +36,7 @@ def test_tuned_rows_pick_the_best_valid_run_per_seed():
         run("dros+dllm2rec-hybrid", 2, 0.09, 0.09, 0.7),  # seed 2 ran one lambda only: nothing to tune
         run("sasrec+dllm2rec-hybrid", 0, 0.05, 0.05, 0.7),  # one lambda only: no tuned row
     ])
-    picked = results.tuned_runs(runs)
+    picked = report.tuned_runs(runs)
     tuned = picked[picked["label"].str.endswith("-tuned")].set_index("seed")
     assert set(tuned["label"]) == {"dros+dllm2rec-hybrid-tuned"} and sorted(tuned.index) == [0, 1]
     assert tuned.loc[0, "lambda_d"] == 0.1 and tuned.loc[0, "NDCG@20"] == 0.06
@@ -45,11 +51,11 @@ def test_served_rows_fall_back_to_the_plain_student_when_valid_says_so():
         run("sasrec+dllm2rec-retrieve@lambda_d0.1", 1, 0.07, 0.04, 0.1),  # distilled wins on valid
         run("sasrec+dllm2rec-retrieve@lambda_d0.1", 2, 0.07, 0.04, 0.1),  # no plain run for seed 2: no row
     ])
-    served = results.tuned_runs(runs).set_index("seed")
+    served = report.tuned_runs(runs).set_index("seed")
     assert set(served["label"]) == {"sasrec+dllm2rec-retrieve-served"} and sorted(served.index) == [0, 1]
     assert served.loc[0, "NDCG@20"] == 0.05 and pd.isna(served.loc[0, "lambda_d"])
     assert served.loc[1, "NDCG@20"] == 0.04 and served.loc[1, "lambda_d"] == 0.1
-    assert results.picked_lambdas(served.reset_index()) == ["plain", "0.1"]
+    assert report.picked_lambdas(served.reset_index()) == ["plain", "0.1"]
 
 
 def test_gain_compares_with_the_plain_student_on_the_same_seeds_only():
@@ -57,8 +63,8 @@ def test_gain_compares_with_the_plain_student_on_the_same_seeds_only():
                          run("dros+dllm2rec-hybrid", 0, 0.1, 0.06, 0.7)])
     distilled = runs[runs["label"] == "dros+dllm2rec-hybrid"]
     # seed 0 only: 0.06 / 0.05 - 1 = +20%, not 0.06 / mean(0.05, 0.07) - 1 = 0%
-    assert abs(results.gain_over_plain(runs, "dros+dllm2rec-hybrid", distilled) - 0.2) < 1e-12
-    assert results.gain_over_plain(runs, "dros", runs[runs["label"] == "dros"]) is None
+    assert abs(report.gain_over_plain(runs, "dros+dllm2rec-hybrid", distilled) - 0.2) < 1e-12
+    assert report.gain_over_plain(runs, "dros", runs[runs["label"] == "dros"]) is None
 
 
 def student_row(label: str, seeds: int, hr: float, ndcg: float, gain: float | None) -> dict:
@@ -73,14 +79,14 @@ def test_side_by_side_puts_the_paper_next_to_the_most_used_teacher():
         student_row("gru4rec+dllm2rec-generate", 1, 0.01, 0.005, -0.5),  # fewer runs: not the compared teacher
         student_row("gru4rec+dllm2rec-retrieve-served", 3, 0.04, 0.017, 0.4),
     ]}
-    assert results.distillation_teacher(rep) == "retrieve"
-    (row,) = results.paper_side_by_side(rep)  # no sasrec / dros runs: no rows for them
+    assert report.distillation_teacher(rep) == "retrieve"
+    (row,) = report.paper_side_by_side(rep)  # no sasrec / dros runs: no rows for them
     # paper Toys GRU4Rec: NDCG@20 0.0081 -> 0.0118 = +45.7%
     assert row["model"] == "gru4rec" and abs(row["paper gain"] - (0.0118 / 0.0081 - 1)) < 1e-12
     assert row["ours kd"]["label"] == "gru4rec+dllm2rec-retrieve"
     assert row["ours served"]["label"] == "gru4rec+dllm2rec-retrieve-served"
-    assert results.pair(row["ours plain"]) == "0.0300 / 0.0120 (3)" and results.gain_text(row["ours served"]) == "+40.0%"
-    assert results.paper_side_by_side({"dataset": "lastfm", "students": rep["students"]}) == []
+    assert report.pair(row["ours plain"]) == "0.0300 / 0.0120 (3)" and report.gain_text(row["ours served"]) == "+40.0%"
+    assert report.paper_side_by_side({"dataset": "lastfm", "students": rep["students"]}) == []
 
 
 def test_plot_draws_one_panel_per_dataset_with_the_teacher_line(tmp_path):
@@ -88,5 +94,54 @@ def test_plot_draws_one_panel_per_dataset_with_the_teacher_line(tmp_path):
             student_row("sasrec+dllm2rec-retrieve-served", 1, 0.07, 0.026, 0.0)]
     rep = {"dataset": "toys", "students": rows, "teachers": {"retrieve": {"metrics": {"test": {"NDCG@20": 0.027}}}}}
     out = tmp_path / "results.png"
-    results.plot([rep, {**rep, "dataset": "games"}], out)
+    report.plot([rep, {**rep, "dataset": "games"}], out)
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def strict_json(path: Path) -> dict:
+    def reject(constant: str):
+        raise ValueError(f"{path} holds {constant}: not strict JSON")
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def test_a_report_is_stored_as_strict_json_and_read_back_when_the_runs_are_gone(tmp_path, monkeypatch):
+    (tmp_path / "runs" / "toys" / "data").mkdir(parents=True)
+    rep = {"dataset": "toys", "teachers": {}, "ablations": [],
+           "students": [{**student_row("sasrec", 3, 0.07, 0.026, None), "HR@20": "0.0700 ± 0.0010", "NDCG@20": "0.0260 ± 0.0005",
+                         "lambda_d": None, "overlap@20": float("nan"), "teacher_wins": None, "best_epoch": 12.0,
+                         "train_s": 90.0}]}
+    monkeypatch.setattr(report, "report_dataset", lambda root, name: rep)
+    store = tmp_path / "store"
+    (written,) = report.dataset_reports(tmp_path / "runs", ["toys"], store)
+    stored = strict_json(store / "toys.json")
+    assert stored["students"][0]["overlap@20"] is None and stored["students"][0]["NDCG@20_mean"] == 0.026
+    assert "stored" in stored and written["students"] == stored["students"]
+
+    (tmp_path / "runs" / "toys" / "data").rmdir()  # the machine changed: no run folders any more
+    monkeypatch.setattr(report, "report_dataset", lambda root, name: pytest.fail("no runs to read"))
+    (read,) = report.dataset_reports(tmp_path / "runs", ["toys"], store)
+    assert read["students"] == stored["students"]
+    report.print_report(read)  # the stored form prints like a fresh one
+
+
+def test_a_dataset_without_runs_or_stored_summary_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no run folders for dataset 'games'.*no stored summary at"):
+        report.dataset_reports(tmp_path / "runs", ["games"], tmp_path / "store")
+    with pytest.raises(SystemExit, match="pass --store"):
+        report.dataset_reports(tmp_path / "runs", ["games"])
+
+
+def test_ablations_start_from_the_given_lambda_d_and_keep_whole_seeds_together():
+    args = argparse.Namespace(root="runs", dataset="games", teacher="retrieve", lambdas=[0.1], seeds=[0, 1],
+                              only=["no-ranking-loss", "confidence-candidate"], epochs=30, patience=5, device="cpu",
+                              threads=1)
+    jobs = results.ablation_jobs(args)
+    runs = [Path(out).relative_to("runs/games/ablations").parts for _, out, _, _ in jobs]
+    assert runs == [("retrieve@lambda_d0.1", name, seed) for seed in ("seed0", "seed1")
+                    for name in ("no-ranking-loss", "confidence-candidate")]
+    distill = [cfg["distill"] for _, _, cfg, _ in jobs[:2]]
+    assert distill[0]["lambda_d"] == 0.0  # the ablation's own setting wins over the base lambda_d
+    assert distill[1]["lambda_d"] == 0.1 and distill[1]["confidence"] == "candidate"
+    assert all(cfg["loss"]["dro_alpha"] == 0.5 and teacher == "runs/games/retrieve" for _, _, cfg, teacher in jobs)
+    default = results.ablation_jobs(argparse.Namespace(**{**vars(args), "lambdas": [results.DEFAULT_LAMBDA_D]}))
+    assert Path(default[0][1]).parts[3] == "retrieve"  # the METHOD default keeps the plain teacher folder name
