@@ -126,12 +126,18 @@ def kd_signal(teacher, samples: pd.DataFrame, groups: np.ndarray, k: int = 10) -
             "target_median_count": float(np.median(counts[samples.loc[ids, "target"].to_numpy(np.int64)]))}
 
 
-def gain_over_plain(runs: pd.DataFrame, label: str, group: pd.DataFrame) -> float | None:
-    """Relative test NDCG@20 gain over the plain student **on the same seeds** (None for plain rows)."""
-    plain = runs[(runs["label"] == label.split("+")[0]) & runs["seed"].isin(group["seed"])]
-    if "+" not in label or not len(plain):
+def gain_over(runs: pd.DataFrame, reference: str, group: pd.DataFrame) -> float | None:
+    """Relative test NDCG@20 gain of `group` over the `reference` runs **on the seeds both have**."""
+    ref = runs[runs["label"] == reference].set_index("seed")["NDCG@20"] if len(runs) else pd.Series(dtype=float)
+    seeds = sorted(set(group["seed"]) & set(ref.index))
+    if not seeds:
         return None
-    return float(group["NDCG@20"].mean() / plain["NDCG@20"].mean() - 1)
+    return float(group.set_index("seed").loc[seeds, "NDCG@20"].mean() / ref.loc[seeds].mean() - 1)
+
+
+def gain_over_plain(runs: pd.DataFrame, label: str, group: pd.DataFrame) -> float | None:
+    """Relative test NDCG@20 gain over the plain student on the same seeds (None for plain rows)."""
+    return gain_over(runs, label.split("+")[0], group) if "+" in label else None
 
 
 def picked_lambdas(runs: pd.DataFrame) -> list[str]:
@@ -171,7 +177,10 @@ def report_dataset(root: Path, name: str) -> dict:
         done = load_runs(folder)
         for label, g in (done.groupby("label", sort=False) if len(done) else []):
             out["ablations"].append({"teacher": folder.name, "label": label, "seeds": len(g), "HR@20": fmt(g["HR@20"]),
-                                     "NDCG@20": fmt(g["NDCG@20"]), "NDCG@20_mean": g["NDCG@20"].mean()})
+                                     "NDCG@20": fmt(g["NDCG@20"]), "NDCG@20_mean": g["NDCG@20"].mean(),
+                                     # the full model of this folder (teacher[@lambda_d]) and plain DROS, same seeds
+                                     "vs full": gain_over(runs, f"dros+dllm2rec-{folder.name}", g),
+                                     "vs plain": gain_over(runs, "dros", g)})
     return out
 
 
@@ -224,9 +233,11 @@ def print_report(rep: dict) -> None:
         print(f"| {s['label']}{picked} | {s['seeds']} | {s['HR@20']} | {s['NDCG@20']} | {gain} | {ov} | {wins} | "
               f"{s['best_epoch']:.1f} | {s['train_s']:.0f} |")
     if rep["ablations"]:
-        print("\n| ablation (SASRec + DRO + DLLM2Rec) | teacher | seeds | test HR@20 | test NDCG@20 |\n|---|---|---|---|---|")
+        print("\n| ablation (SASRec + DRO + DLLM2Rec) | teacher | seeds | test HR@20 | test NDCG@20 "
+              "| NDCG@20 vs full model (same seeds) | vs plain DROS |\n|---|---|---|---|---|---|---|")
         for a in rep["ablations"]:
-            print(f"| {a['label']} | {a['teacher']} | {a['seeds']} | {a['HR@20']} | {a['NDCG@20']} |")
+            print(f"| {a['label']} | {a['teacher']} | {a['seeds']} | {a['HR@20']} | {a['NDCG@20']} | "
+                  f"{gain_text(a, 'vs full')} | {gain_text(a, 'vs plain')} |")
     print_side_by_side(rep)
 
 
@@ -262,8 +273,8 @@ def pair(s: dict | None) -> str:
     return f"{s['HR@20_mean']:.4f} / {s['NDCG@20_mean']:.4f} ({s['seeds']})" if s else "-"
 
 
-def gain_text(s: dict | None) -> str:
-    return f"{s['gain NDCG@20']:+.1%}" if s and s.get("gain NDCG@20") is not None else "-"
+def gain_text(s: dict | None, key: str = "gain NDCG@20") -> str:
+    return f"{s[key]:+.1%}" if s and s.get(key) is not None else "-"
 
 
 def print_side_by_side(rep: dict) -> None:

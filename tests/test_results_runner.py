@@ -145,3 +145,13 @@ def test_ablations_start_from_the_given_lambda_d_and_keep_whole_seeds_together()
     assert all(cfg["loss"]["dro_alpha"] == 0.5 and teacher == "runs/games/retrieve" for _, _, cfg, teacher in jobs)
     default = results.ablation_jobs(argparse.Namespace(**{**vars(args), "lambdas": [results.DEFAULT_LAMBDA_D]}))
     assert Path(default[0][1]).parts[3] == "retrieve"  # the METHOD default keeps the plain teacher folder name
+
+
+def test_ablations_compare_with_their_full_model_on_the_seeds_both_ran():
+    runs = pd.DataFrame([run("dros+dllm2rec-retrieve@lambda_d0.1", 0, 0.1, 0.020, 0.1),
+                         run("dros+dllm2rec-retrieve@lambda_d0.1", 1, 0.1, 0.030, 0.1)])
+    ablation = pd.DataFrame([run("no-ranking-loss", 1, 0.1, 0.027, 0.0), run("no-ranking-loss", 2, 0.1, 0.5, 0.0)])
+    # seed 1 only (seed 0 has no ablation run, seed 2 no full run): 0.027 / 0.030 - 1 = -10%
+    assert abs(report.gain_over(runs, "dros+dllm2rec-retrieve@lambda_d0.1", ablation) + 0.1) < 1e-12
+    assert report.gain_over(runs, "dros", ablation) is None
+    assert report.gain_text({"vs full": -0.1}, "vs full") == "-10.0%" and report.gain_text({}, "vs plain") == "-"
