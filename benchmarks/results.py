@@ -81,10 +81,15 @@ def students_jobs(args) -> list:
     return jobs
 
 
+def teacher_label(mode: str, lambda_d: float) -> str:
+    """`hybrid` at the METHOD default lambda_d, `hybrid@lambda_d0.1` otherwise: what a student distilled
+    from, in its run label and in the name of an ablation folder."""
+    return mode if lambda_d == DEFAULT_LAMBDA_D else f"{mode}@lambda_d{lambda_d:g}"
+
+
 def distilled_label(base: str, mode: str, lambda_d: float) -> str:
     """`dros+dllm2rec-hybrid` at the METHOD default lambda_d, `dros+dllm2rec-hybrid@lambda_d0.1` otherwise."""
-    label = f"{base}+dllm2rec-{mode}"
-    return label if lambda_d == DEFAULT_LAMBDA_D else f"{label}@lambda_d{lambda_d:g}"
+    return f"{base}+dllm2rec-{teacher_label(mode, lambda_d)}"
 
 
 def ablation_jobs(args) -> list:
@@ -92,7 +97,7 @@ def ablation_jobs(args) -> list:
     dros+dllm2rec-<teacher>[@lambda_d...]); seed-major, so that a grid stopped early has whole seeds."""
     base = Path(args.root) / args.dataset
     return [(str(base / "data"),
-             str(base / "ablations" / distilled_label("dros", args.teacher, lam).split("+dllm2rec-")[1] / name / f"seed{seed}"),
+             str(base / "ablations" / teacher_label(args.teacher, lam) / name / f"seed{seed}"),
              student_config("dros", seed, args, distill={"lambda_d": lam, **overrides}).model_dump(mode="json"),
              str(base / args.teacher))
             for seed in args.seeds for lam in args.lambdas for name, overrides in ABLATIONS.items()
