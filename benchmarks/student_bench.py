@@ -34,7 +34,7 @@ from student.data import StudentData, SplitTensors  # noqa: E402
 from student.evaluate import evaluate  # noqa: E402
 from student.models import build_model  # noqa: E402
 from student.synthetic import write_synthetic_teacher  # noqa: E402
-from student.trainer import confidence_tau, make_optimizer, setup_runtime, train_epoch  # noqa: E402
+from student.trainer import confidence_tau, make_optimizer, setup_runtime, train_epoch, training_loss  # noqa: E402
 
 GAMES = REPO.parent / "shared" / "data" / "games-dealrec"
 log = logging.getLogger("student_bench")
@@ -65,9 +65,9 @@ def synthetic_teacher(dataset, folder: Path, dim: int) -> Path:
     return folder
 
 
-def bench_config(model: str, distill: bool, device: str, batch_size: int) -> StudentConfig:
+def bench_config(model: str, distill: bool, device: str, batch_size: int, compile: str = "off") -> StudentConfig:
     return StudentConfig(model=model, loss=LossConfig(dro_alpha=0.5), distill=DistillConfig(enabled=distill),
-                         train=TrainConfig(batch_size=batch_size, device=device, seed=0))
+                         train=TrainConfig(batch_size=batch_size, device=device, seed=0, compile=compile))
 
 
 def first_rows(split: SplitTensors, n: int) -> SplitTensors:
@@ -89,7 +89,7 @@ class Capped:
 
 
 def run_one(dataset, teacher, model_name: str, distill: bool, args, device: torch.device) -> dict:
-    cfg = bench_config(model_name, distill, str(device), args.batch_size)
+    cfg = bench_config(model_name, distill, str(device), args.batch_size, args.compile)
     data = StudentData.build(dataset, teacher if distill else None, k=cfg.distill.k)
     torch.manual_seed(0)
     model = build_model(cfg, data.n_items, teacher_embeddings=data.teacher_embeddings, item_popularity=data.popularity)
@@ -102,10 +102,17 @@ def run_one(dataset, teacher, model_name: str, distill: bool, args, device: torc
     n_train = len(data.splits["train"])
     steps_total = -(-n_train // args.batch_size)
     capped = Capped(data, args.max_steps)
-    if args.warmup:  # first steps pay one-off allocation / kernel-selection costs
-        train_epoch(model, optimizer, Capped(data, args.warmup), cfg, generator, device, 0)
+    warmup_s = time.perf_counter()
+    loss_fn = training_loss(model, cfg)
+    if args.warmup:  # first steps pay one-off allocation / kernel-selection / compilation costs
+        train_epoch(model, optimizer, Capped(data, args.warmup), cfg, generator, device, 0, loss_fn=loss_fn)
+    short = n_train % args.batch_size
+    if cfg.train.compile != "off" and short and args.max_steps is None:  # the epoch's short last batch: its own graph
+        short_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"batch_size": short})})
+        train_epoch(model, optimizer, Capped(data, 1), short_cfg, generator, device, 0, loss_fn=loss_fn)
+    warmup_s = time.perf_counter() - warmup_s
     cpu0 = time.process_time()
-    stats = train_epoch(model, optimizer, capped, cfg, generator, device, 1)
+    stats = train_epoch(model, optimizer, capped, cfg, generator, device, 1, loss_fn=loss_fn)
     if device.type == "cuda":
         torch.cuda.synchronize()
     cpu_train = time.process_time() - cpu0
@@ -123,7 +130,7 @@ def run_one(dataset, teacher, model_name: str, distill: bool, args, device: torc
             "epoch_cpu_seconds": round(cpu_train * steps_total / steps, 2), "eval_rows": len(valid),
             "eval_cpu_seconds": round(cpu_eval, 2),
             "eval_seconds": round(result.seconds, 2), "eval_top20_seconds": round(with_topk.seconds, 2),
-            "loss": round(stats["loss"], 4)}
+            "loss": round(stats["loss"], 4), "compile": args.compile, "warmup_seconds": round(warmup_s, 1)}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -140,6 +147,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--max-steps", type=int, default=None, help="Time only this many steps and extrapolate the epoch.")
     p.add_argument("--warmup", type=int, default=3, help="Untimed steps before the timed epoch.")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto.")
+    p.add_argument("--compile", default="off", choices=["off", "default", "reduce-overhead"],
+                   help="train.compile (compilation happens in the untimed warm-up).")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     p.add_argument("--cache", type=Path, default=REPO / "runs" / "bench", help="Where prepared data / teachers live.")
     p.add_argument("--out", type=Path, help="Also write the rows as JSON.")
@@ -167,7 +176,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = [run_one(dataset, teacher, m, d, args, device) for m in args.models for d in modes]
     header = (f"device {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else cpu_name()}), "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {data_dir}, "
-              f"{dataset.n_items} items, batch {args.batch_size}")
+              f"{dataset.n_items} items, batch {args.batch_size}, compile {args.compile}")
     print(header)
     # CPU seconds (all threads) next to wall seconds: on a shared, busy machine the wall clock
     # also counts time the process was not running; with one thread, CPU time ~ quiet wall time.

@@ -32,7 +32,7 @@ from student.trainer import train_student
 METRICS_FILE = "metrics.json"
 NO_TEACHER = "none"
 # Fields that change how fast a student trains, not what it learns: not part of its cache key.
-RUNTIME_FIELDS = {"train": {"device", "num_threads", "eval_batch_size", "amp"}}
+RUNTIME_FIELDS = {"train": {"device", "num_threads", "eval_batch_size", "amp", "compile"}}
 
 
 def student_label(config: StudentConfig) -> str:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Student on a GPU machine: the CUDA tests (AMP + distillation, GPU evaluation/recommend, resume)
-# and the games-dealrec epoch/eval benchmark of issue 2 (target: <= 2 s per epoch on one H100).
+# and the games-dealrec epoch/eval benchmark of issue 2 (target: <= 2 s per epoch on one H100),
+# eager and with train.compile=reduce-overhead (CUDA graphs).
 #
 # The device machines have torch/pandas/pyarrow/pytest but no pydantic: the wheels prepared by
 # `bash scripts/gpu_teacher_bench.sh prepare` travel in cache/gpu_carry/wheels. The benchmark's
@@ -22,3 +23,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv || true
   | tee "$OUT/student_gpu_tests.log" | tail -15
 "$PY" benchmarks/student_bench.py --data "$CARRY/games-data" --device cuda --cache /tmp/student_bench \
   --out "$OUT/student_gpu.json" ${STUDENT_BENCH_ARGS:-} 2>&1 | grep -v -E "sample/s\]|it/s\]" | tee "$OUT/student_gpu.log"
+# the same SASRec + DRO + KD + ED epoch replayed as CUDA graphs (train.compile; compilation is untimed warm-up)
+"$PY" benchmarks/student_bench.py --data "$CARRY/games-data" --device cuda --cache /tmp/student_bench \
+  --models sasrec --distill on --compile reduce-overhead --out "$OUT/student_gpu_graphs.json" 2>&1 \
+  | grep -v -E "sample/s\]|it/s\]" | tee "$OUT/student_gpu_graphs.log"

@@ -5,8 +5,8 @@ offset"), `z_i` the teacher's embedding of item i (width d read from the tensor)
 learnable projector to the student's size. `e` feeds the input sequence; the output scores
 use `b` (or `e` when `tie_output`).
 
-Cost: g runs only on the distinct ids a batch needs (a few thousand rows), never on the
-whole catalogue, except for `output_weights()` with `tie_output` (full table each call).
+Cost: g runs only on the distinct ids a batch needs (a few thousand rows; every id of the
+batch under torch.compile), never on the whole catalogue, except for `output_weights()` with `tie_output` (full table each call).
 The teacher table is a bfloat16 buffer (half the memory, fp32 range); g's first layer
 runs in bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX: ~3x faster
 there), else in float32. bf16 rounds g(z) to ~0.2% - far below the training noise.
@@ -95,7 +95,11 @@ class ItemEmbedding(nn.Module):
         return self.rest(h)
 
     def _projected(self, ids: Tensor) -> Tensor:
-        """`g(z_ids)` [*ids.shape, dim], projecting each distinct id once."""
+        """`g(z_ids)` [*ids.shape, dim], projecting each distinct id once (eager: cheaper on CPU).
+        Compiled, every id is projected: `unique` has a data-dependent size (a graph break and a
+        host sync, which rule out CUDA graphs); the values are the same."""
+        if torch.compiler.is_compiling():
+            return self.project(self.teacher[ids])
         uniq, inverse = torch.unique(ids, return_inverse=True)
         return self.project(self.teacher.index_select(0, uniq))[inverse]
 

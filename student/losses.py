@@ -133,18 +133,28 @@ def position_weights(k: int, beta_p: float, device: torch.device | str | None = 
     return torch.softmax(-torch.arange(1, k + 1, dtype=torch.float32, device=device) / beta_p, dim=0)
 
 
-def default_tau(distances: Tensor) -> float:
-    """Median of the finite distances (mean of the two middle values for an even count);
-    1.0 when there is none or the median is not > 0."""
+def median_tau(distances: Tensor) -> Tensor:
+    """Median of the finite distances (mean of the two middle values for an even count) as a
+    0-d tensor; 1.0 when there is none or the median is not > 0.
+
+    Branchless (no host sync), so a training step that uses it can be compiled and captured
+    as a CUDA graph.
+    """
     d = torch.as_tensor(distances).double().flatten()
-    d = d[torch.isfinite(d)].sort().values
-    if not d.numel():
-        return 1.0
-    tau = float(d[(d.numel() - 1) // 2] + d[d.numel() // 2]) / 2
-    return tau if tau > 0 else 1.0
+    finite = torch.isfinite(d)
+    n = finite.sum()
+    d = torch.where(finite, d, torch.full_like(d, float("inf"))).sort().values  # the finite ones first
+    middle = torch.stack([(n - 1).clamp_min(0) // 2, n // 2]).clamp_max(max(d.numel() - 1, 0))
+    tau = d.gather(0, middle).mean() if d.numel() else d.new_tensor(float("inf"))
+    return torch.where(torch.isfinite(tau) & (tau > 0), tau, torch.ones_like(tau))
 
 
-def confidence_weights_target(target_distance: Tensor, tau: float) -> Tensor:
+def default_tau(distances: Tensor) -> float:
+    """`median_tau` as a float (the temperature over all train distances, computed once)."""
+    return float(median_tau(distances))
+
+
+def confidence_weights_target(target_distance: Tensor, tau: float | Tensor) -> Tensor:
     """Paper variant: `exp(-d(s, target) / tau)` per sample [B].
 
     A NaN (unknown) distance gives weight 0: that sample's ranking is then weighted by the
@@ -154,7 +164,7 @@ def confidence_weights_target(target_distance: Tensor, tau: float) -> Tensor:
     return torch.nan_to_num(w, nan=0.0)
 
 
-def confidence_weights_candidate(distances: Tensor, tau: float) -> Tensor:
+def confidence_weights_candidate(distances: Tensor, tau: float | Tensor) -> Tensor:
     """Reference-code variant: `softmax_k(-d(s, c_k) / tau)` [B, K]; NaN distances get 0."""
     logits = (-_f32(distances) / tau).masked_fill(torch.isnan(distances), NEG_INF)
     return torch.nan_to_num(torch.softmax(logits, dim=1), nan=0.0)  # an all-NaN row -> zeros
@@ -242,6 +252,7 @@ __all__ = [
     "dro_loss",
     "kd_dro_loss",
     "position_weights",
+    "median_tau",
     "default_tau",
     "confidence_weights_target",
     "confidence_weights_candidate",

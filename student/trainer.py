@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +34,7 @@ from student.config import StudentConfig
 from student.data import StudentData
 from student.evaluate import EvalResult, evaluate, protocol_string
 from student.losses import default_tau
-from student.models import build_model
+from student.models import Batch, build_model
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ SELECT_METRIC = "NDCG@20"
 TEST_RANKS_FILE = "test_ranks.parquet"  # per-sample test ranks of the selected checkpoint
 # Config fields that may change between a run and its resumption (they do not change the math).
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "patience"), ("train", "device"),
-                     ("train", "num_threads"), ("train", "eval_batch_size")}
+                     ("train", "num_threads"), ("train", "eval_batch_size"), ("train", "compile")}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,9 +110,24 @@ def confidence_tau(config: StudentConfig, data: StudentData) -> float | None:
     return default_tau(d)
 
 
+def training_loss(model, config: StudentConfig) -> Callable[[Batch], dict[str, torch.Tensor]]:
+    """`model.loss`, compiled when `train.compile` asks for it (Inductor fuses the DRO / KD
+    elementwise chains; 'reduce-overhead' replays the step as a CUDA graph). Static shapes:
+    the short last batch of an epoch gets its own graph. Compiling the bound method keeps the
+    module itself, so checkpoints have the same keys with and without it."""
+    if config.train.compile == "off":
+        return model.loss
+    return torch.compile(model.loss, mode=config.train.compile, dynamic=False)
+
+
 def train_epoch(model, optimizer, data: StudentData, config: StudentConfig, generator: torch.Generator,
-                device: torch.device, epoch: int) -> dict[str, float]:
-    """One pass over the shuffled train split; returns mean losses and timing."""
+                device: torch.device, epoch: int,
+                loss_fn: Callable[[Batch], dict[str, torch.Tensor]] | None = None) -> dict[str, float]:
+    """One pass over the shuffled train split; returns mean losses and timing.
+
+    `loss_fn` is `model.loss` or what `training_loss` made of it."""
+    loss_fn = model.loss if loss_fn is None else loss_fn
+    graphs = config.train.compile == "reduce-overhead"
     model.train()
     n = len(data.splits["train"])
     sums: dict[str, torch.Tensor] = {}
@@ -121,8 +136,10 @@ def train_epoch(model, optimizer, data: StudentData, config: StudentConfig, gene
     bar = tqdm(total=n, desc=f"epoch {epoch}", unit="sample", unit_scale=True, mininterval=2.0, leave=False)
     for batch in data.epoch(config.train.batch_size, config.loss.negatives, generator,
                             with_teacher=config.distill.enabled):
+        if graphs:  # a new training step: the previous step's graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast_context(device, config.train.amp):
-            out = model.loss(batch)
+            out = loss_fn(batch)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         optimizer.step()
@@ -178,6 +195,7 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
         model.set_confidence_tau(tau)
     model.to(device)
     optimizer = make_optimizer(model, config)
+    loss_fn = training_loss(model, config)
     generator = torch.Generator(device=device).manual_seed(config.train.seed)
     gpu_data = data.to(device)
     teacher_dim = data.teacher_embeddings.shape[1] if data.teacher_embeddings is not None else None
@@ -207,7 +225,7 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
              config.distill.enabled)
     while not state["stopped"] and state["epoch"] < config.train.epochs:
         epoch = state["epoch"] + 1
-        stats = train_epoch(model, optimizer, gpu_data, config, generator, device, epoch)
+        stats = train_epoch(model, optimizer, gpu_data, config, generator, device, epoch, loss_fn=loss_fn)
         valid = evaluate(model, gpu_data.splits["valid"], batch_size=config.train.eval_batch_size,
                          mask_history=config.train.mask_history, top_n=0)
         metric = valid.metrics[SELECT_METRIC]

@@ -15,6 +15,7 @@ from student.losses import (
     confidence_weights_target,
     consistency_weights,
     default_tau,
+    median_tau,
     dro_loss,
     dro_terms,
     item_propensity,
@@ -178,6 +179,15 @@ def test_default_tau_median_of_finite():
     assert default_tau(torch.tensor([1.0, 2.0, 3.0, 4.0, float("inf")])) == 2.5  # mean of the middle two
     assert default_tau(torch.tensor([float("nan")])) == 1.0
     assert default_tau(torch.zeros(3)) == 1.0
+    assert default_tau(torch.tensor([])) == 1.0
+    assert default_tau(torch.tensor([float("-inf"), 5.0, float("nan")])) == 5.0
+
+
+def test_median_tau_is_a_tensor_without_host_sync():
+    """The in-step fallback: a 0-d tensor (no `float()`), same values as `default_tau`."""
+    tau = median_tau(torch.tensor([[4.0, float("nan")], [1.0, 2.0]]))
+    assert isinstance(tau, torch.Tensor) and tau.dim() == 0 and tau.item() == 2.0
+    assert median_tau(torch.full((3,), float("nan"))).item() == 1.0  # masked rows only
 
 
 def test_confidence_target_hand_case():

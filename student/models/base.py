@@ -30,7 +30,7 @@ from student.losses import (
     confidence_weights_candidate,
     confidence_weights_target,
     consistency_weights,
-    default_tau,
+    median_tau,
     dro_terms,
     item_propensity,
     position_weights,
@@ -134,12 +134,15 @@ class SequentialRecommender(nn.Module, abc.ABC):
         self.confidence_tau.fill_(float(tau))
 
     # ------------------------------------------------------------------ losses
-    def _tau(self, distances: Tensor, has: Tensor) -> float:
+    def _tau(self, distances: Tensor, has: Tensor) -> float | Tensor:
+        """config.distill.tau, else the fixed train-wide temperature, else the median of the
+        batch's distances; chosen by `torch.where`, not `if`, so the step never syncs with the GPU."""
         if self.config.distill.tau is not None:
             return float(self.config.distill.tau)
-        if torch.isfinite(self.confidence_tau):
-            return float(self.confidence_tau)
-        return default_tau(distances[has])
+        rows = has.reshape(-1, *([1] * (distances.dim() - 1)))
+        batch = median_tau(torch.where(rows, distances, torch.full_like(distances, float("nan"))))
+        fixed = self.confidence_tau.to(batch.dtype)
+        return torch.where(torch.isfinite(fixed), fixed, batch)
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         cfg, dcfg = self.config, self.config.distill
