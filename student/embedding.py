@@ -6,7 +6,8 @@ learnable projector to the student's size. `e` feeds the input sequence; the out
 use `b` (or `e` when `tie_output`).
 
 Cost: g runs only on the distinct ids a batch needs (a few thousand rows; every id of the
-batch under torch.compile), never on the whole catalogue, except for `output_weights()` with `tie_output` (full table each call).
+batch under torch.compile), never on the whole catalogue, except for `output_weights()`
+with `tie_output` (full table each call).
 The teacher table is a bfloat16 buffer (half the memory, fp32 range); g's first layer
 runs in bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX: ~3x faster
 there), else in float32. bf16 rounds g(z) to ~0.2% - far below the training noise.
