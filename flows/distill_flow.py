@@ -19,7 +19,7 @@ from pathlib import Path
 
 from prefect import flow, task, unmapped
 from prefect.context import TaskRunContext
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.common import IO_RETRIES, device_tags, ensure_gpu_limit, logger, timed
 from flows.layout import Layout, RunSettings, config_hash
@@ -120,7 +120,10 @@ def run_students(
     return [by_label[student_label(c)] for c in configs]
 
 
-@flow(name="distill", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
+# Students train in separate processes: torch's global RNG (weight init, dropout) is per
+# process, so two students trained at once in threads would draw from one stream and a
+# seeded run would not be reproducible.
+@flow(name="distill", log_prints=True, task_runner=ProcessPoolTaskRunner(max_workers=2))
 def distill(
     dataset_dir: str,
     students: list[StudentConfig] = [StudentConfig(distill=DistillConfig(enabled=True))],  # noqa: B006 - a UI default

@@ -99,6 +99,12 @@ def test_distill_maps_students_caches_and_publishes_report(tmp_path):
     assert all(m["teacher_student_overlap"] is not None for m in metrics)
     assert Path(paths[0]).parent.name == student_label(kd)
 
+    # seeded and reproducible although the two students train at the same time
+    again = distill(data_dir, [kd], teacher_dir=str(teacher_dir), settings=settings.model_copy(update={"root": str(tmp_path / "again")}), publish=False)
+    def learned(m: dict) -> list:  # the curve without its timings
+        return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in m["curve"]]
+    assert [learned(json.loads(Path(p).read_text())) for p in again] == [learned(m) for m in metrics]
+
     mtimes = [Path(p).stat().st_mtime_ns for p in paths]
     assert distill(data_dir, [kd], teacher_dir=str(teacher_dir), settings=settings) == paths
     assert [Path(p).stat().st_mtime_ns for p in paths] == mtimes, "second run must come from the cache"
