@@ -15,6 +15,7 @@ Walkthrough:
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import flow, task, unmapped
@@ -30,6 +31,7 @@ from student.config import DistillConfig, StudentConfig
 from student.trainer import train_student
 
 METRICS_FILE = "metrics.json"
+STUDENT_WORKERS = 2  # students trained at once, each in its own process
 NO_TEACHER = "none"
 # Fields that change how fast a student trains, not what it learns: not part of its cache key.
 RUNTIME_FIELDS = {"train": {"device", "num_threads", "eval_batch_size", "amp", "compile"}}
@@ -75,6 +77,15 @@ def _student_cache_key(context: TaskRunContext, parameters: dict) -> str:
     return f"student-{data_hash[:16]}-{teach[:16]}-{config_hash(cfg, exclude=RUNTIME_FIELDS)[:16]}-{where[:8]}"
 
 
+def with_thread_share(config: StudentConfig) -> StudentConfig:
+    """Unless `train.num_threads` is set, each of the STUDENT_WORKERS processes gets its share of
+    the cores: two torch pools of all cores each wait on each other (demo: 3x slower)."""
+    if config.train.num_threads is not None:
+        return config
+    share = max(1, (os.cpu_count() or 1) // STUDENT_WORKERS)
+    return config.model_copy(update={"train": config.train.model_copy(update={"num_threads": share})})
+
+
 @task(name="train-student", cache_key_fn=_student_cache_key, persist_result=True, **IO_RETRIES)
 def train_student_task(dataset_dir: str, config: StudentConfig, out_dir: str, teacher_dir: str | None) -> str:
     """Train one student (resuming from its last checkpoint after a crash); return its metrics.json path.
@@ -84,7 +95,7 @@ def train_student_task(dataset_dir: str, config: StudentConfig, out_dir: str, te
     log = logger()
     log.info("training %s on %s (teacher: %s) -> %s", student_label(config), dataset_dir, teacher_dir or "none", out_dir)
     with timed() as t:
-        train_student(dataset_dir, config, out_dir, teacher_dir=teacher_dir, resume=True)
+        train_student(dataset_dir, with_thread_share(config), out_dir, teacher_dir=teacher_dir, resume=True)
     path = Path(out_dir) / METRICS_FILE
     if not path.exists():
         raise RuntimeError(f"the student trainer finished without writing {path}")
@@ -123,7 +134,7 @@ def run_students(
 # Students train in separate processes: torch's global RNG (weight init, dropout) is per
 # process, so two students trained at once in threads would draw from one stream and a
 # seeded run would not be reproducible.
-@flow(name="distill", log_prints=True, task_runner=ProcessPoolTaskRunner(max_workers=2))
+@flow(name="distill", log_prints=True, task_runner=ProcessPoolTaskRunner(max_workers=STUDENT_WORKERS))
 def distill(
     dataset_dir: str,
     students: list[StudentConfig] = [StudentConfig(distill=DistillConfig(enabled=True))],  # noqa: B006 - a UI default

@@ -143,6 +143,20 @@ def test_student_label_and_baseline_twin():
     assert plan_students([kd], with_baselines=False) == [kd]
 
 
+def test_students_in_parallel_processes_share_the_cores(monkeypatch):
+    from flows import distill_flow
+    from student.config import StudentConfig, TrainConfig
+
+    monkeypatch.setattr(distill_flow.os, "cpu_count", lambda: 8)
+    shared = distill_flow.with_thread_share(StudentConfig())
+    assert shared.train.num_threads == 8 // distill_flow.STUDENT_WORKERS
+    assert distill_flow.student_label(shared) == distill_flow.student_label(StudentConfig())  # same cache entry
+    pinned = StudentConfig(train=TrainConfig(num_threads=3))
+    assert distill_flow.with_thread_share(pinned).train.num_threads == 3
+    monkeypatch.setattr(distill_flow.os, "cpu_count", lambda: 1)
+    assert distill_flow.with_thread_share(StudentConfig()).train.num_threads == 1
+
+
 def test_comparison_rows_hand_computed():
     students = [
         {"model": "sasrec", "distill": False, "test": {"HR@10": 0.2, "NDCG@10": 0.1, "HR@20": 0.3, "NDCG@20": 0.125},
