@@ -226,7 +226,8 @@ def test_state_dict_round_trip_without_teacher_artifacts(name):
     h, lengths = histories()
     with torch.no_grad():
         assert torch.equal(again.scores(h, lengths), model.scores(h, lengths))
-    assert again.confidence_tau.item() == 2.5
+    assert again.confidence_tau.item() == 2.5 and again.tau_fixed  # loaded, so the loss uses it
+    assert not make(name, distill=True).tau_fixed
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

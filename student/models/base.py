@@ -105,6 +105,9 @@ class SequentialRecommender(nn.Module, abc.ABC):
         # Confidence temperature: config.distill.tau, else this (set by the trainer from all
         # train distances via `set_confidence_tau`), else the median of the batch's distances.
         self.register_buffer("confidence_tau", torch.tensor(float("nan")))
+        # Whether it is set, known on the host (decided at setup, not with a GPU sync per step)
+        self.tau_fixed = False
+        self.register_load_state_dict_post_hook(SequentialRecommender._note_fixed_tau)
 
     # ------------------------------------------------------------------ interface
     @abc.abstractmethod
@@ -132,17 +135,22 @@ class SequentialRecommender(nn.Module, abc.ABC):
     def set_confidence_tau(self, tau: float) -> None:
         """Fix the confidence temperature (e.g. `losses.default_tau` over all train distances)."""
         self.confidence_tau.fill_(float(tau))
+        self.tau_fixed = True
+
+    def _note_fixed_tau(self, _incompatible_keys=None) -> None:
+        """After `load_state_dict`: a checkpoint's temperature is used as it was in training."""
+        self.tau_fixed = bool(torch.isfinite(self.confidence_tau))
 
     # ------------------------------------------------------------------ losses
     def _tau(self, distances: Tensor, has: Tensor) -> float | Tensor:
-        """config.distill.tau, else the fixed train-wide temperature, else the median of the
-        batch's distances; chosen by `torch.where`, not `if`, so the step never syncs with the GPU."""
+        """config.distill.tau, else the fixed train-wide temperature (a tensor: no GPU sync),
+        else the median of the batch's distances (branchless, so the step still compiles)."""
         if self.config.distill.tau is not None:
             return float(self.config.distill.tau)
+        if self.tau_fixed:
+            return self.confidence_tau
         rows = has.reshape(-1, *([1] * (distances.dim() - 1)))
-        batch = median_tau(torch.where(rows, distances, torch.full_like(distances, float("nan"))))
-        fixed = self.confidence_tau.to(batch.dtype)
-        return torch.where(torch.isfinite(fixed), fixed, batch)
+        return median_tau(torch.where(rows, distances, torch.full_like(distances, float("nan"))))
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         cfg, dcfg = self.config, self.config.distill
