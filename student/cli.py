@@ -183,6 +183,22 @@ def recommend(
     typer.echo(f"wrote top-{width} for {n} histories to {out}")
 
 
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A trained student checkpoint (best.pt)."),
+    out: Path = typer.Option(..., "--out", help="Serving checkpoint to write (e.g. served.pt)."),
+) -> None:
+    """Write a serving checkpoint: embedding distillation folded into one item table, no teacher table."""
+    from student.recommend import export_student
+
+    _setup_logging()
+    try:
+        export_student(checkpoint, out)
+    except (DataError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, from {checkpoint.stat().st_size / 2**20:.1f} MB)")
+
+
 @app.command("default-config")
 def default_config() -> None:
     """Print the default StudentConfig as JSON (a starting point for --config)."""

@@ -8,6 +8,9 @@ use `b` (or `e` when `tie_output`).
 Cost: g runs only on the distinct ids a batch needs (a few thousand rows; every id of the
 batch under torch.compile), never on the whole catalogue, except for `output_weights()`
 with `tie_output` (full table each call).
+Serving: `bake()` computes `e` for the whole catalogue once and drops the teacher table and
+g, so a served distilled student costs what a plain one does (lookup, no projection) and its
+checkpoint no longer carries the teacher's d-wide table (`dllm2rec student export`).
 The teacher table is a bfloat16 buffer (half the memory, fp32 range); g's first layer
 runs in bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX: ~3x faster
 there), else in float32. bf16 rounds g(z) to ~0.2% - far below the training noise.
@@ -36,6 +39,7 @@ def _cpu_has_bf16() -> bool:
 
 
 CPU_BF16 = _cpu_has_bf16()
+BAKE_ROWS = 65536  # items projected at a time by `bake` (a float32 [rows, d] copy of the teacher rows)
 
 
 def standardise(z: Tensor) -> Tensor:
@@ -68,6 +72,7 @@ class ItemEmbedding(nn.Module):
         with torch.no_grad():
             self.ids.weight[n_items].zero_()
         self.use_teacher = teacher_embeddings is not None and ed.enabled
+        self.baked = False
         self.weight, self.tie_output = float(ed.weight), bool(ed.tie_output and self.use_teacher)
         if not self.use_teacher:
             return
@@ -85,7 +90,24 @@ class ItemEmbedding(nn.Module):
 
     @property
     def teacher_dim(self) -> int | None:
-        return int(self.teacher.shape[1]) if self.use_teacher else None
+        return int(self.teacher.shape[1]) if self.use_teacher and not self.baked else None
+
+    @torch.no_grad()
+    def bake(self) -> None:
+        """Serving only: replace `b + w * g(z)` by one precomputed input table [n_items + 1, dim].
+
+        Inference gives the same vectors (g is applied row by row, once instead of per
+        request); the teacher table and g's weights leave the module (and its state dict).
+        A baked module cannot learn g any more, so it is not for training.
+        """
+        if not self.use_teacher or self.baked:
+            return
+        ids = torch.arange(self.n_items, device=self.ids.weight.device)
+        chunks = [self._embed(ids[lo:lo + BAKE_ROWS], True) for lo in range(0, self.n_items, BAKE_ROWS)]
+        table = torch.cat(chunks + [self.ids.weight.new_zeros(1, self.dim)])
+        del self.teacher, self.first, self.rest
+        self.register_buffer("input_table", table.float())
+        self.baked = True
 
     def project(self, rows: Tensor) -> Tensor:
         """`g(z)` for teacher rows [m, d] (bf16 buffer rows) -> float32 [m, dim]."""
@@ -105,6 +127,8 @@ class ItemEmbedding(nn.Module):
         return self.project(self.teacher.index_select(0, uniq))[inverse]
 
     def _embed(self, ids: Tensor, with_teacher: bool) -> Tensor:
+        if with_teacher and self.baked:
+            return self.input_table[ids]
         e = self.ids(ids)
         if with_teacher:
             e = e + self.weight * self._projected(ids)
@@ -122,6 +146,8 @@ class ItemEmbedding(nn.Module):
     def output_weights(self) -> Tensor:
         """Output vectors of the whole catalogue [n_items, dim]: `b`, or `e` if tied."""
         b = self.ids.weight[: self.n_items]
-        if self.tie_output:
-            b = b + self.weight * self.project(self.teacher[: self.n_items])
-        return b
+        if not self.tie_output:
+            return b
+        if self.baked:
+            return self.input_table[: self.n_items]
+        return b + self.weight * self.project(self.teacher[: self.n_items])

@@ -2,7 +2,10 @@
 
 A checkpoint (`best.pt`) is self-contained: config, `n_items`, the dataset's L and the
 weights, including the teacher-embedding buffer when embedding distillation was used, so
-serving needs neither the dataset nor the teacher files.
+serving needs neither the dataset nor the teacher files. `load_student` folds embedding
+distillation into one item table (`bake`), so a distilled student serves as fast as a plain
+one; `export_student` writes that folded model as a smaller serving checkpoint (without the
+teacher's d-wide table: 23.6 -> 8.6 MB for a Games student with a 576-d teacher).
 
     >>> model = load_student("runs/demo/students/sasrec/best.pt")          # doctest: +SKIP
     >>> items, scores = recommend(model, [[3, 17, 42], []], k=10)           # doctest: +SKIP
@@ -18,24 +21,42 @@ import numpy as np
 import torch
 from torch import nn
 
-from student.checkpoint import load_checkpoint
+from student.checkpoint import load_checkpoint, model_payload, save_checkpoint
 from student.config import StudentConfig
 from student.data import pad_histories
 from student.evaluate import exclude_items
 from student.models import model_from_state_dict
 
 
-def load_student(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+INFO_KEYS = ("n_items", "max_len", "teacher_dim", "dataset_hash", "epoch")
+
+
+def load_student(checkpoint_path: str | Path, device: str | torch.device = "cpu", bake: bool = True) -> nn.Module:
     """Rebuild the student saved in `checkpoint_path`, in eval mode, on `device`.
 
-    The checkpoint's `max_len` (the dataset's L), `n_items` and config are attached as
-    `model.checkpoint_info` for callers that need them.
+    With `bake` (serving) the teacher-embedding projection is folded into one item table once
+    here instead of per request; `bake=False` keeps the module as trained. The checkpoint's
+    `max_len` (the dataset's L), `n_items` and config are attached as `model.checkpoint_info`.
     """
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu")
     config = StudentConfig.model_validate(ckpt["config"])
     model = model_from_state_dict(config, int(ckpt["n_items"]), ckpt["model"])
-    model.checkpoint_info = {k: ckpt.get(k) for k in ("n_items", "max_len", "teacher_dim", "dataset_hash", "epoch")}
+    if bake:
+        model.bake()
+    model.checkpoint_info = {k: ckpt.get(k) for k in INFO_KEYS}
     return model.to(device).eval()
+
+
+def export_student(checkpoint_path: str | Path, out_path: str | Path) -> Path:
+    """Write a serving checkpoint: the baked model (no teacher table, no projector, no
+    training state), loadable by `load_student`. Atomic, like every checkpoint.
+
+        >>> export_student("runs/demo/students/sasrec+dllm2rec/best.pt", "served.pt")   # doctest: +SKIP
+    """
+    model = load_student(checkpoint_path)
+    info = model.checkpoint_info
+    payload = model_payload(model, model.config, info["n_items"], info["max_len"], info["teacher_dim"], info["dataset_hash"])
+    return save_checkpoint(out_path, {**payload, "epoch": info["epoch"], "baked": True})
 
 
 @torch.no_grad()

@@ -230,6 +230,32 @@ def test_state_dict_round_trip_without_teacher_artifacts(name):
     assert not make(name, distill=True).tau_fixed
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("projector,tie", [("linear", False), ("mlp", True)])
+def test_bake_folds_embedding_distillation_for_serving(name, projector, tie, monkeypatch):
+    monkeypatch.setattr("student.embedding.BAKE_ROWS", 7)  # the catalogue is projected in chunks (40 = 5 x 7 + 5)
+    emb = EmbeddingDistillConfig(projector=projector, tie_output=tie)
+    model = make(name, distill=True, distill_kw={"embedding": emb}).eval()
+    h, lengths = histories()
+    with torch.no_grad():
+        trained = model.scores(h, lengths)
+        baked = model_from_state_dict(model.config, N_ITEMS, model.state_dict()).bake().eval()
+        assert torch.allclose(baked.scores(h, lengths), trained, atol=1e-5)
+    state = baked.state_dict()
+    # the serving state: one [n_items + 1, dim] input table instead of the teacher table and g
+    assert "item_emb.teacher" not in state and not any(k.startswith(("item_emb.first", "item_emb.rest")) for k in state)
+    assert state["item_emb.input_table"].shape == (N_ITEMS + 1, DIM) and baked.item_emb.teacher_dim is None
+    again = model_from_state_dict(model.config, N_ITEMS, state).eval()  # a baked state comes back baked
+    with torch.no_grad():
+        assert again.item_emb.baked and torch.equal(again.scores(h, lengths), baked.scores(h, lengths))
+
+
+def test_bake_without_embedding_distillation_changes_nothing():
+    model = make("sasrec", distill=False)
+    before = dict(model.state_dict())
+    assert model.bake() is model and not model.item_emb.baked and model.state_dict().keys() == before.keys()
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

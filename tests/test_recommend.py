@@ -7,7 +7,7 @@ import torch
 
 from pipeline.errors import DataError
 from student.config import DistillConfig, EmbeddingDistillConfig, ModelConfig, StudentConfig, TrainConfig
-from student.recommend import load_student, recommend
+from student.recommend import export_student, load_student, recommend
 from student.trainer import train_student
 
 
@@ -55,6 +55,39 @@ def _pad(histories, model):
     from student.data import pad_histories
 
     return pad_histories(histories, model.checkpoint_info["max_len"], model.n_items)
+
+
+def test_serving_is_baked_and_export_drops_the_teacher_table(trained, demo_dataset, tmp_path):
+    from student.data import StudentData
+    from student.evaluate import evaluate
+
+    as_trained, baked = load_student(trained / "best.pt", bake=False), load_student(trained / "best.pt")
+    assert "item_emb.teacher" in as_trained.state_dict() and baked.item_emb.baked
+    histories = [[1, 2, 3], [], list(range(40)), [5]]
+    (i0, s0), (i1, s1) = recommend(as_trained, histories, k=15), recommend(baked, histories, k=15)
+    assert i0.tolist() == i1.tolist() and np.allclose(s0, s1, atol=1e-5)
+
+    served = export_student(trained / "best.pt", tmp_path / "served.pt")
+    # (smaller only when the teacher is wider than 2 x dim, as every LLM is; this one is 24-d)
+    ckpt = torch.load(served, weights_only=False)
+    assert ckpt["baked"] and "item_emb.teacher" not in ckpt["model"] and ckpt["teacher_dim"] == 24
+    exported = load_student(served)
+    assert exported.item_emb.baked and recommend(exported, histories, k=15)[0].tolist() == i1.tolist()
+    # the exported model still reproduces the recorded validation metrics
+    valid = StudentData.build(demo_dataset).splits["valid"]
+    assert evaluate(exported, valid).metrics == torch.load(trained / "best.pt", weights_only=False)["valid"]
+
+
+def test_export_cli(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from student.cli import app
+
+    out = CliRunner().invoke(app, ["export", "--checkpoint", str(trained / "best.pt"), "--out", str(tmp_path / "s.pt")])
+    assert out.exit_code == 0, out.output
+    assert "MB" in out.output and load_student(tmp_path / "s.pt").item_emb.baked
+    missing = CliRunner().invoke(app, ["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "t.pt")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output and not (tmp_path / "t.pt").exists()
 
 
 def test_recommend_rejects_unknown_items(trained):

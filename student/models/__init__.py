@@ -20,6 +20,7 @@ from student.models.sasrec import SASRec
 
 MODELS: dict[str, type[SequentialRecommender]] = {"gru4rec": GRU4Rec, "caser": Caser, "sasrec": SASRec}
 TEACHER_KEY = "item_emb.teacher"
+BAKED_KEY = "item_emb.input_table"
 
 
 def build_model(
@@ -38,11 +39,14 @@ def build_model(
 
 def model_from_state_dict(config: StudentConfig, n_items: int, state_dict: Mapping[str, Tensor]) -> SequentialRecommender:
     """Rebuild a saved student without the teacher artifacts: the (standardised) teacher table,
-    the propensity and the confidence tau are buffers inside the state dict."""
-    teacher = state_dict.get(TEACHER_KEY)
-    placeholder = None if teacher is None else torch.zeros(n_items, teacher.shape[1])
+    the propensity and the confidence tau are buffers inside the state dict. A baked (exported)
+    state holds the folded input table instead, and comes back baked."""
+    teacher, baked = state_dict.get(TEACHER_KEY), BAKED_KEY in state_dict
+    placeholder = None if teacher is None and not baked else torch.zeros(n_items, 1 if baked else teacher.shape[1])
     model = build_model(config, n_items, placeholder, torch.zeros(n_items))  # buffers come from the state
-    if teacher is not None:
+    if baked:
+        model.bake()
+    elif teacher is not None:
         model.item_emb.teacher = torch.empty_like(teacher)  # keep the saved dtype
     model.load_state_dict(state_dict)
     return model

@@ -137,6 +137,12 @@ class SequentialRecommender(nn.Module, abc.ABC):
         self.confidence_tau.fill_(float(tau))
         self.tau_fixed = True
 
+    def bake(self) -> "SequentialRecommender":
+        """For serving: fold embedding distillation into one item table (`ItemEmbedding.bake`).
+        Same scores, plain-student cost, no teacher table in the state dict; not for training."""
+        self.item_emb.bake()
+        return self
+
     def _note_fixed_tau(self, _incompatible_keys=None) -> None:
         """After `load_state_dict`: a checkpoint's temperature is used as it was in training."""
         self.tau_fixed = bool(torch.isfinite(self.confidence_tau))
