@@ -4,7 +4,7 @@
     <root>/<dataset>/data/LATEST.json        the version the watcher saw last
     <root>/<dataset>/teacher/<hash12>-<cfg12>/  teacher artifacts for (dataset version, teacher config)
     <root>/<dataset>/students/<hash12>-<teacher12>/<label>/  checkpoints + metrics.json per student
-    <root>/<dataset>/reports/<stamp>/        report.md, report.png, summary.json of one run
+    <root>/<dataset>/reports/<stamp>/        report.md, report.png, summary.json, served.pt of one run
 
 Dataset versions are never overwritten, so a teacher result cached by Prefect (a path)
 always points at the data it was computed from, and an incremental teacher run can diff

@@ -2,7 +2,8 @@
 
 A summary holds the dataset stats, the teacher (manifest, metrics, cache status), every
 student's metrics.json and the wall time of each stage. `publish_report` writes the files
-next to the run's outputs (`<root>/<dataset>/reports/<stamp>/`) and publishes:
+next to the run's outputs (`<root>/<dataset>/reports/<stamp>/`), with `served.pt`, the student
+selected on valid exported for serving (`dllm2rec student export`), and publishes:
 
 - markdown `report-<dataset>`: the whole report (students with vs without distillation side by side);
 - tables `student-metrics-<dataset>`, `teacher-metrics-<dataset>`, `stage-costs-<dataset>`:
@@ -122,14 +123,34 @@ def valid_ndcg(student: dict) -> float:
     return (student.get("valid") or {}).get("NDCG@20", 0.0)
 
 
-def selected_student(students: list[dict]) -> str:
-    """The student to serve: best valid NDCG@20 over all students (distilled or not), with its test numbers."""
-    if not students:
+def best_student(students: list[dict]) -> dict | None:
+    """The student to serve: best valid NDCG@20 over all students (distilled or not)."""
+    return max(students, key=valid_ndcg) if students else None
+
+
+def selected_student(students: list[dict], served: dict | None = None) -> str:
+    """The selection sentence, with its test numbers and, when exported, the serving checkpoint."""
+    best = best_student(students)
+    if best is None:
         return ""
-    best = max(students, key=valid_ndcg)
     note = "" if best["distill"] else " Distillation did not beat the plain student on valid: serve the plain one."
-    return (f"\nSelected by valid NDCG@20: **{best.get('label', best['model'])}** (valid {valid_ndcg(best):.4f}, "
+    text = (f"\nSelected by valid NDCG@20: **{best.get('label', best['model'])}** (valid {valid_ndcg(best):.4f}, "
             f"test {best['test'].get('NDCG@20', 0.0):.4f}).{note}\n")
+    if served:
+        text += (f"\nServing checkpoint: `{served['path']}` ({served['mb']:.1f} MB; `dllm2rec student recommend "
+                 f"--checkpoint {served['path']} --input histories.parquet --out recs.parquet`).\n")
+    return text
+
+
+def export_selected(students: list[dict], out_dir: Path) -> dict | None:
+    """Write the selected student as a serving checkpoint (`served.pt`) next to the report."""
+    from student.recommend import export_student
+
+    best = best_student(students)
+    if best is None:
+        return None
+    path = export_student(Path(best["path"]) / "best.pt", out_dir / "served.pt").resolve()
+    return {"label": best.get("label"), "from": best["path"], "path": str(path), "mb": path.stat().st_size / 2**20}
 
 
 def teacher_vs_students(teacher: dict | None, students: list[dict]) -> str:
@@ -187,7 +208,7 @@ def render_markdown(summary: dict, plot_name: str | None) -> str:
             "new samples": teacher.get("new_samples")}]), "\n", md_table(teacher_rows(teacher)),
             f"\nArtifacts: `{teacher['path']}`\n"]
     students = summary["students"]
-    out += ["\n## Students: with vs without distillation (test)\n", selected_student(students),
+    out += ["\n## Students: with vs without distillation (test)\n", selected_student(students, summary.get("served")),
             teacher_vs_students(teacher, students), md_table(comparison_rows(students)),
             "\n## All students\n", md_table(student_rows(students))]
     if students and students[0].get("protocol"):
@@ -239,13 +260,15 @@ def plot(summary: dict, path: Path) -> Path:
 
 
 def publish_report(summary: dict, settings: RunSettings, stamp: str | None = None) -> Path:
-    """Write report.md/.png/summary.json under the run root and publish the UI artifacts. Returns report.md."""
+    """Write report.md/.png/summary.json and the selected student's `served.pt` under the run root,
+    and publish the UI artifacts. Returns report.md."""
     stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     out = Layout.of(settings).report_dir(stamp)
     png = plot(summary, out / "report.png").resolve() if summary["students"] else None
     report = out / "report.md"
-    markdown = render_markdown(summary, png.name if png else None)
     out.mkdir(parents=True, exist_ok=True)
+    summary["served"] = export_selected(summary["students"], out)
+    markdown = render_markdown(summary, png.name if png else None)
     report.write_text(markdown)
     write_json(summary, out / "summary.json")
     key = slug(settings.dataset)

@@ -28,6 +28,7 @@ from flows.prepare_flow import REFRESH_EVENT, prepare_data  # noqa: E402
 from pipeline.dataset import load_dataset  # noqa: E402
 from pipeline.prepare import DataConfig  # noqa: E402
 from student.config import DistillConfig, StudentConfig, TrainConfig  # noqa: E402
+from student.recommend import load_student, recommend  # noqa: E402
 from student.synthetic import write_synthetic_teacher  # noqa: E402
 
 
@@ -113,6 +114,12 @@ def test_distill_maps_students_caches_and_publishes_report(tmp_path):
     assert len(reports) == 2 and (reports[-1].parent / "report.png").stat().st_size > 1000
     text = reports[-1].read_text()
     assert "with vs without distillation" in text and student_label(kd) in text
+    served = reports[-1].parent / "served.pt"  # the student picked on valid, exported for serving
+    picked = json.loads((reports[-1].parent / "summary.json").read_text())["served"]
+    assert f"Serving checkpoint: `{served.resolve()}`" in text and picked["label"] in {Path(p).parent.name for p in paths}
+    histories = [[1, 2, 3], [4]]
+    assert (recommend(load_student(served), histories)[0].tolist()
+            == recommend(load_student(Path(picked["from"]) / "best.pt", bake=False), histories)[0].tolist())
     table = latest_artifact("student-metrics-tiny")
     assert table is not None and table.type == "table"
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data

@@ -13,7 +13,7 @@ import yaml
 
 from flows.incremental import find_base, is_extension, merge_artifacts, merge_rankings, new_sample_ids, ranking_metrics
 from flows.layout import Layout, config_hash, slug
-from flows.report import comparison_rows, md_table, selected_student, teacher_vs_students
+from flows.report import comparison_rows, export_selected, md_table, selected_student, teacher_vs_students
 from pipeline.artifacts import TeacherRankings, load_teacher_artifacts, write_teacher_artifacts
 from pipeline.dataset import load_dataset, make_sample_id, write_dataset
 from pipeline.errors import DataError
@@ -275,6 +275,30 @@ def test_baseline_and_selection_use_valid_not_test():
     assert "**a**" in text and "serve the plain one" in text
     students[2]["valid"]["NDCG@20"] = 0.25
     assert "**kd**" in selected_student(students) and "plain" not in selected_student(students)
+
+
+def test_report_exports_the_student_selected_on_valid(tmp_path):
+    import torch
+
+    from student.checkpoint import model_payload, save_checkpoint
+    from student.config import DistillConfig, StudentConfig
+    from student.models import build_model
+    from student.recommend import load_student, recommend
+
+    students = []
+    for label, distill, valid in (("plain", False, 0.1), ("kd", True, 0.2)):  # the distilled one wins on valid
+        cfg = StudentConfig(model="gru4rec", distill=DistillConfig(enabled=distill))
+        torch.manual_seed(len(label))
+        model = build_model(cfg, 30, torch.randn(30, 8) if distill else None, torch.ones(30))
+        save_checkpoint(tmp_path / label / "best.pt", model_payload(model, cfg, 30, 5, 8 if distill else None, "h"))
+        students.append({"model": "gru4rec", "distill": distill, "label": label, "path": str(tmp_path / label),
+                         "valid": {"NDCG@20": valid}, "test": {"NDCG@20": 0.0}})
+    served = export_selected(students, tmp_path / "report")
+    assert served["label"] == "kd" and Path(served["path"]) == (tmp_path / "report" / "served.pt").resolve()
+    model, trained = load_student(served["path"]), load_student(tmp_path / "kd" / "best.pt", bake=False)
+    assert model.item_emb.baked and recommend(model, [[1, 2]])[0].tolist() == recommend(trained, [[1, 2]])[0].tolist()
+    assert served["path"] in selected_student(students, served)
+    assert export_selected([], tmp_path / "none") is None and not (tmp_path / "none").exists()
 
 
 def test_teacher_vs_students_compares_valid_with_each_plain_student():
