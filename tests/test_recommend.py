@@ -49,6 +49,8 @@ def test_recommend_excludes_history(trained):
     full = model.scores(*_pad(histories[:1], model)).detach()
     assert np.allclose(raw_scores[0], full.topk(15).values.numpy(), atol=1e-6)
     assert items.tolist() == recommend(model, histories, k=15, batch_size=1)[0].tolist()
+    model.train()  # a model in training mode is scored in eval mode (no dropout) and handed back as it was
+    assert recommend(model, histories, k=15)[0].tolist() == items.tolist() and model.training
 
 
 def _pad(histories, model):
