@@ -8,6 +8,7 @@ the throughput of batched requests. A script, not a test: numbers go to docs/ben
     python benchmarks/serve_bench.py --data runs/games/data \
         --checkpoints runs/p10/games/students/{gru4rec,sasrec,dros}/seed0/best.pt --threads 1 2
     python benchmarks/serve_bench.py                  # demo: trains two small students first
+    python benchmarks/serve_bench.py --device cuda    # the same on a GPU
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def percentiles(ms: list[float]) -> dict:
 
 def bench_checkpoint(path: Path, histories: list[list[int]], args) -> dict:
     t0 = time.perf_counter()
-    model = load_student(path, bake=not args.no_bake)
+    model = load_student(path, device=args.device, bake=not args.no_bake)
     load_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         served_mb = export_student(path, Path(tmp) / "served.pt").stat().st_size / 2**20
@@ -73,7 +74,9 @@ def bench_checkpoint(path: Path, histories: list[list[int]], args) -> dict:
     def forward_only(h: list[int]) -> float:  # the model's share: scores for one padded history
         hist, lengths = pad_histories([h], max_len, model.n_items)
         t = time.perf_counter()
-        model.scores(hist, lengths)
+        model.scores(hist.to(args.device), lengths.to(args.device))
+        if args.device == "cuda":
+            torch.cuda.synchronize()
         return 1000 * (time.perf_counter() - t)
 
     for h in singles[: args.warmup]:
@@ -91,7 +94,7 @@ def bench_checkpoint(path: Path, histories: list[list[int]], args) -> dict:
             "n_items": int(model.n_items), "max_len": max_len, "size_mb": round(path.stat().st_size / 2**20, 1),
             "served_mb": round(served_mb, 1), "baked": not args.no_bake,
             "load_s": round(load_s, 3), "single": percentiles(latency), "forward": percentiles(forward),
-            "histories_per_s": batched, "threads": torch.get_num_threads()}
+            "histories_per_s": batched, "threads": torch.get_num_threads(), "device": args.device}
 
 
 def label(path: Path) -> str:
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--requests", type=int, default=1000, help="Timed single-history requests per checkpoint.")
     p.add_argument("--warmup", type=int, default=50, help="Untimed requests first.")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 1024], help="Batched passes over all test histories.")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="Where the model serves.")
     p.add_argument("--no-bake", action="store_true", help="Serve as trained (project teacher embeddings per request).")
     p.add_argument("-k", type=int, default=20, help="Items per request.")
     p.add_argument("--cache", type=Path, default=REPO / "runs" / "bench", help="Where the demo data and students live.")
@@ -129,7 +133,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for path in checkpoints:
             log.info("checkpoint %s, %d thread(s)", path, threads)
             rows.append(bench_checkpoint(path, histories, args))
-    print(f"CPU {cpu_name()}, torch {torch.__version__}, data {data_dir}, {len(histories)} test histories, top-{args.k}, "
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU {cpu_name()}"
+    print(f"{where}, torch {torch.__version__}, data {data_dir}, {len(histories)} test histories, top-{args.k}, "
           f"{args.requests} single requests, {'as trained' if args.no_bake else 'baked'}")
     sizes = " | ".join(f"hist/s @{b}" for b in args.batch_sizes)
     print(f"| student | threads | MB | served MB | load s | p50 ms | p95 ms | p99 ms | forward p50 ms | {sizes} |")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Student on a GPU machine: the CUDA tests (AMP + distillation, GPU evaluation/recommend, resume)
 # and the games-dealrec epoch/eval benchmark of issue 2 (target: <= 2 s per epoch on one H100),
-# eager and with train.compile=reduce-overhead (CUDA graphs).
+# eager and with train.compile=reduce-overhead (CUDA graphs), and the serving latency (serve_bench).
 #
 # The device machines have torch/pandas/pyarrow/pytest but no pydantic: the wheels prepared by
 # `bash scripts/gpu_teacher_bench.sh prepare` travel in cache/gpu_carry/wheels. The benchmark's
@@ -27,3 +27,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv || true
 "$PY" benchmarks/student_bench.py --data "$CARRY/games-data" --device cuda --cache /tmp/student_bench \
   --models sasrec --distill on --compile reduce-overhead --out "$OUT/student_gpu_graphs.json" 2>&1 \
   | grep -v -E "sample/s\]|it/s\]" | tee "$OUT/student_gpu_graphs.log"
+# serving latency on the GPU: one request / batched, demo students (trained here, 2 epochs), baked and as trained
+for mode in "" "--no-bake"; do
+  "$PY" benchmarks/serve_bench.py --device cuda --cache /tmp/student_bench $mode 2>&1 | tail -5 | tee -a "$OUT/serve_gpu.log"
+done
