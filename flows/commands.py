@@ -42,6 +42,10 @@ def print_summary(report: str) -> None:
     if rows:
         typer.echo("With vs without distillation (test):\n" + md_table(rows))
     typer.echo("Cost per stage:\n" + md_table(summary["costs"]))
+    served = summary.get("served")
+    if served:
+        typer.echo(f"Serving checkpoint ({served['label']}, picked on valid): {served['path']}\n"
+                   f"  try: dllm2rec student recommend --checkpoint {served['path']} --input histories.jsonl --out recs.parquet")
     typer.echo(f"Report: {report}")
 
 

@@ -9,7 +9,8 @@ Walkthrough:
 3. **distill** (subflow): every student config, plus a no-distillation twin of each
    distilled one (`with_baselines`), as mapped tasks;
 4. **report**: markdown + tables + PNG as UI artifacts and files under
-   `<root>/<dataset>/reports/<stamp>/`; the flow returns the report path.
+   `<root>/<dataset>/reports/<stamp>/`, with `served.pt`, the student picked on valid ready
+   to serve; the flow returns the report path.
 
     >>> pipeline(DataConfig(reader="demo"), TeacherConfig(), [StudentConfig()], RunSettings())  # doctest: +SKIP
 """
@@ -68,6 +69,8 @@ def pipeline(
     report = publish_report(summary, settings)
     for row in comparison_rows(summary["students"]) or student_rows(summary["students"]):
         log.info("%s", "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    if summary.get("served"):
+        log.info("serving checkpoint (%s, picked on valid): %s", summary["served"]["label"], summary["served"]["path"])
     log.info("report: %s", report.resolve())
     return str(report.resolve())
 

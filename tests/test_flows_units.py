@@ -301,6 +301,21 @@ def test_report_exports_the_student_selected_on_valid(tmp_path):
     assert export_selected([], tmp_path / "none") is None and not (tmp_path / "none").exists()
 
 
+def test_print_summary_names_the_serving_checkpoint(tmp_path, capsys):
+    import json
+
+    from flows.commands import print_summary
+
+    students = [{"model": "sasrec", "distill": False, "label": "sasrec", "valid": {"NDCG@20": 0.2},
+                 "test": {"NDCG@20": 0.1}, "best_epoch": 3, "overlap": None, "train_seconds": 1.0}]
+    summary = {"teacher": None, "students": students, "costs": [{"stage": "distill", "seconds": 1.0}],
+               "served": {"label": "sasrec", "path": "/x/served.pt"}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    print_summary(str(tmp_path / "report.md"))
+    out = capsys.readouterr().out
+    assert "Serving checkpoint (sasrec, picked on valid): /x/served.pt" in out and "--checkpoint /x/served.pt" in out
+
+
 def test_teacher_vs_students_compares_valid_with_each_plain_student():
     teacher = {"metrics": {"valid": {"NDCG@20": 0.03}, "test": {"NDCG@20": 0.5}}}
     students = [
