@@ -8,6 +8,7 @@ selected on valid exported for serving (`dllm2rec student export`), and publishe
 - markdown `report-<dataset>`: the whole report (students with vs without distillation side by side);
 - tables `student-metrics-<dataset>`, `teacher-metrics-<dataset>`, `stage-costs-<dataset>`:
   stable keys, so every re-distillation adds a new version of the same artifact;
+- link `serving-checkpoint-<dataset>` to `served.pt`;
 - link `training-plot-<dataset>` to the PNG on disk, and image `training-plot-image-<dataset>`
   (the PNG inline, so the UI shows it without file access).
 
@@ -283,6 +284,10 @@ def publish_report(summary: dict, settings: RunSettings, stamp: str | None = Non
         create_table_artifact(teacher_rows(summary["teacher"]), key=f"teacher-metrics-{key}",
                               description=f"Teacher metrics, {summary['teacher']['path']}")
     create_table_artifact(summary["costs"], key=f"stage-costs-{key}", description="Wall time per stage (s)")
+    if summary["served"]:
+        served = Path(summary["served"]["path"])
+        create_link_artifact(served.as_uri(), link_text=str(served), key=f"serving-checkpoint-{key}",
+                             description=f"The student picked on valid ({summary['served']['label']}), exported for serving")
     if png:
         create_link_artifact(png.as_uri(), link_text=str(png), key=f"training-plot-{key}",
                              description="Training curves and metric bars (PNG next to the report)")

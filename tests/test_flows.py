@@ -117,6 +117,7 @@ def test_distill_maps_students_caches_and_publishes_report(tmp_path):
     served = reports[-1].parent / "served.pt"  # the student picked on valid, exported for serving
     picked = json.loads((reports[-1].parent / "summary.json").read_text())["served"]
     assert f"Serving checkpoint: `{served.resolve()}`" in text and picked["label"] in {Path(p).parent.name for p in paths}
+    assert served.resolve().as_uri() in latest_artifact("serving-checkpoint-tiny").data
     histories = [[1, 2, 3], [4]]
     assert (recommend(load_student(served), histories)[0].tolist()
             == recommend(load_student(Path(picked["from"]) / "best.pt", bake=False), histories)[0].tolist())
