@@ -6,6 +6,8 @@
     dllm2rec student train ... --resume            # continue an interrupted run
     dllm2rec student evaluate --checkpoint runs/demo/students/sasrec/best.pt --data runs/demo/data --split test
     dllm2rec student recommend --checkpoint .../best.pt --input histories.jsonl --out recs.parquet -k 10
+    dllm2rec student recommend ... --data runs/demo/data/<hash>   # histories in your own item ids; titles out
+    dllm2rec student export --checkpoint .../best.pt --out served.pt
     dllm2rec student default-config > my_config.json
 """
 from __future__ import annotations
@@ -145,13 +147,40 @@ def read_histories(path: Path) -> pd.DataFrame:
     return frame
 
 
+def catalogue_for(data: Path, model) -> pd.DataFrame:
+    """The items (`item_id` order: `source_id`, `title`) of the dataset a checkpoint was trained on."""
+    from pipeline.dataset import load_dataset
+
+    dataset = load_dataset(data)
+    if dataset.n_items != model.n_items:
+        raise DataError(data, "n_items", f"is {dataset.n_items} but the checkpoint has {model.n_items} items")
+    if model.checkpoint_info.get("dataset_hash") != dataset.content_hash:
+        logging.getLogger(__name__).warning("the checkpoint was trained on another version of %s", data)
+    return dataset.items.sort_values("item_id").reset_index(drop=True)
+
+
+def to_item_ids(frame: pd.DataFrame, catalogue: pd.DataFrame, path: Path) -> list[list[int]]:
+    """Histories of source ids (strings or numbers, compared as text) -> item ids; unknown ids fail."""
+    lookup = dict(zip(catalogue["source_id"].astype(str), catalogue["item_id"].astype(int)))
+    histories = [[lookup.get(str(x), -1) for x in h] for h in frame["history"]]
+    bad = np.array([-1 in h for h in histories], dtype=bool)
+    if bad.any():
+        first = next(str(x) for x in frame["history"].iloc[int(np.flatnonzero(bad)[0])] if str(x) not in lookup)
+        raise DataError(path, "history", f"has source ids that are not in the dataset's items (first: {first!r})",
+                        first_rows(bad))
+    return histories
+
+
 @app.command()
 def recommend(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A student checkpoint (best.pt)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A student checkpoint (best.pt or an export)."),
     input: Path = typer.Option(..., "--input", help="Parquet or JSONL file with `history` (list of item ids, "
                                "oldest first) and optional `history_id`."),
     out: Path = typer.Option(..., "--out", help="Parquet file to write: history_id, items list<int32>, "
-                             "scores list<float32>."),
+                             "scores list<float32> (+ source_ids, titles with --data)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The prepared dataset folder the student was trained on: "
+                                        "histories then hold its source item ids (your ids, e.g. ASINs), and the "
+                                        "output adds `source_ids` and `titles`."),
     k: int = typer.Option(10, "-k", "--k", min=1, help="Items per history."),
     exclude_history: bool = typer.Option(True, "--exclude-history/--include-history",
                                          help="Never recommend items already in the history."),
@@ -162,10 +191,15 @@ def recommend(
     from student.recommend import load_student, recommend as run_recommend
 
     _setup_logging()
+    catalogue = None
     try:
         frame = read_histories(input)
         model = load_student(checkpoint, device=device)
-        histories = [list(map(int, h)) for h in frame["history"]]
+        if data is not None:
+            catalogue = catalogue_for(data, model)
+            histories = to_item_ids(frame, catalogue, input)
+        else:
+            histories = [list(map(int, h)) for h in frame["history"]]
         bad = np.array([any(not 0 <= i < model.n_items for i in h) for h in histories], dtype=bool)
         if bad.any():
             raise DataError(input, "history", f"has item ids out of range 0..{model.n_items - 1}", first_rows(bad))
@@ -174,12 +208,16 @@ def recommend(
         _fail(exc)
     n, width = items.shape
     offsets = pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32))
-    table = pa.table({
+    columns = {
         "history_id": pa.array(frame["history_id"].tolist()),
         "items": pa.ListArray.from_arrays(offsets, pa.array(items.reshape(-1).astype(np.int32))),
         "scores": pa.ListArray.from_arrays(offsets, pa.array(scores.reshape(-1).astype(np.float32))),
-    })
-    write_parquet(table, out)
+    }
+    if catalogue is not None:
+        for name, column in (("source_ids", "source_id"), ("titles", "title")):
+            values = catalogue[column].astype(object).where(catalogue[column].notna(), None).to_numpy()
+            columns[name] = pa.ListArray.from_arrays(offsets, pa.array(values[items.reshape(-1)], pa.string()))
+    write_parquet(pa.table(columns), out)
     typer.echo(f"wrote top-{width} for {n} histories to {out}")
 
 

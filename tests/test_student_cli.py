@@ -88,6 +88,29 @@ def test_recommend_bad_input_writes_nothing(run_dir, tmp_path, content, message)
     assert not out.exists() and not list(tmp_path.glob(".recs*"))
 
 
+def test_recommend_with_source_ids_and_titles(run_dir, tiny_dir, demo_dir, tmp_path):
+    by_id, by_source = tmp_path / "ids.jsonl", tmp_path / "src.jsonl"
+    by_id.write_text('{"history": [1, 2, 3]}\n{"history": []}\n')
+    by_source.write_text('{"history": ["s1", "s2", "s3"]}\n{"history": []}\n')  # the dataset's source_id column
+    args = ["recommend", "--checkpoint", str(run_dir / "best.pt"), "-k", "4"]
+    assert runner.invoke(app, args + ["--input", str(by_id), "--out", str(tmp_path / "a.parquet")]).exit_code == 0
+    result = runner.invoke(app, args + ["--input", str(by_source), "--out", str(tmp_path / "b.parquet"), "--data", str(tiny_dir)])
+    assert result.exit_code == 0, result.output
+    plain, named = pq.read_table(tmp_path / "a.parquet").to_pylist(), pq.read_table(tmp_path / "b.parquet").to_pylist()
+    assert [r["items"] for r in named] == [r["items"] for r in plain]
+    assert all(r["source_ids"] == [f"s{i}" for i in r["items"]] and r["titles"] == [f"Item {i}" for i in r["items"]]
+               for r in named)
+
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text('{"history": ["s1"]}\n{"history": ["s2", "nope"]}\n')
+    out = tmp_path / "c.parquet"
+    result = runner.invoke(app, args + ["--input", str(unknown), "--out", str(out), "--data", str(tiny_dir)])
+    assert result.exit_code == 2 and "'nope'" in result.output and "history" in result.output and "[1]" in result.output
+    assert not out.exists()
+    other = runner.invoke(app, args + ["--input", str(by_source), "--out", str(out), "--data", str(demo_dir)])
+    assert other.exit_code == 2 and "n_items" in other.output and not out.exists()  # another catalogue
+
+
 def test_train_rejects_bad_config(tiny_dir, tmp_path):
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"train": {"lr": -1}}))
