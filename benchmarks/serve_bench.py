@@ -56,12 +56,16 @@ def percentiles(ms: list[float]) -> dict:
     return {f"p{q}_ms": round(float(np.percentile(a, q)), 3) for q in (50, 95, 99)} | {"mean_ms": round(float(a.mean()), 3)}
 
 
-def bench_checkpoint(path: Path, histories: list[list[int]], args) -> dict:
+def served_mb(path: Path) -> float:
+    """Size of the checkpoint's serving export (`dllm2rec student export`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return export_student(path, Path(tmp) / "served.pt").stat().st_size / 2**20
+
+
+def bench_checkpoint(path: Path, histories: list[list[int]], args, exported_mb: float) -> dict:
     t0 = time.perf_counter()
     model = load_student(path, device=args.device, bake=not args.no_bake)
     load_s = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp:
-        served_mb = export_student(path, Path(tmp) / "served.pt").stat().st_size / 2**20
     max_len = int(model.checkpoint_info.get("max_len") or model.max_len)
     singles = [histories[i % len(histories)] for i in range(args.requests + args.warmup)]
 
@@ -92,7 +96,7 @@ def bench_checkpoint(path: Path, histories: list[list[int]], args) -> dict:
     teacher_dim = model.checkpoint_info.get("teacher_dim")
     return {"checkpoint": str(path), "model": model.config.model, "teacher_dim": teacher_dim,
             "n_items": int(model.n_items), "max_len": max_len, "size_mb": round(path.stat().st_size / 2**20, 1),
-            "served_mb": round(served_mb, 1), "baked": not args.no_bake,
+            "served_mb": round(exported_mb, 1), "baked": not args.no_bake,
             "load_s": round(load_s, 3), "single": percentiles(latency), "forward": percentiles(forward),
             "histories_per_s": batched, "threads": torch.get_num_threads(), "device": args.device}
 
@@ -127,12 +131,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     histories = [list(map(int, h)) for h in test["history"]]
     log.info("%d test histories from %s (median length %d)", len(histories), data_dir,
              int(np.median([len(h) for h in histories])))
+    exported = {path: served_mb(path) for path in checkpoints}  # once, not per thread count
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
         for path in checkpoints:
             log.info("checkpoint %s, %d thread(s)", path, threads)
-            rows.append(bench_checkpoint(path, histories, args))
+            rows.append(bench_checkpoint(path, histories, args, exported[path]))
     where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU {cpu_name()}"
     print(f"{where}, torch {torch.__version__}, data {data_dir}, {len(histories)} test histories, top-{args.k}, "
           f"{args.requests} single requests, {'as trained' if args.no_bake else 'baked'}")

@@ -31,7 +31,7 @@ _quiet_defaults()
 
 def print_summary(report: str) -> None:
     """The metrics table of a finished run (from its summary.json) and the report path."""
-    from flows.report import comparison_rows, md_table, student_rows, teacher_rows
+    from flows.report import comparison_rows, md_table, recommend_command, student_rows, teacher_rows
     from pipeline.io import read_json
 
     summary = read_json(Path(report).parent / "summary.json")
@@ -45,7 +45,7 @@ def print_summary(report: str) -> None:
     served = summary.get("served")
     if served:
         typer.echo(f"Serving checkpoint ({served['label']}, picked on valid): {served['path']}\n"
-                   f"  try: dllm2rec student recommend --checkpoint {served['path']} --input histories.jsonl --out recs.parquet")
+                   f"  try: {recommend_command(served['path'])}")
     typer.echo(f"Report: {report}")
 
 

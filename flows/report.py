@@ -138,9 +138,13 @@ def selected_student(students: list[dict], served: dict | None = None) -> str:
     text = (f"\nSelected by valid NDCG@20: **{best.get('label', best['model'])}** (valid {valid_ndcg(best):.4f}, "
             f"test {best['test'].get('NDCG@20', 0.0):.4f}).{note}\n")
     if served:
-        text += (f"\nServing checkpoint: `{served['path']}` ({served['mb']:.1f} MB; `dllm2rec student recommend "
-                 f"--checkpoint {served['path']} --input histories.parquet --out recs.parquet`).\n")
+        text += f"\nServing checkpoint: `{served['path']}` ({served['mb']:.1f} MB; `{recommend_command(served['path'])}`).\n"
     return text
+
+
+def recommend_command(checkpoint: str) -> str:
+    """How to query a serving checkpoint (shown in the report and by `flow demo`)."""
+    return f"dllm2rec student recommend --checkpoint {checkpoint} --input histories.jsonl --out recs.parquet"
 
 
 def export_selected(students: list[dict], out_dir: Path) -> dict | None:

@@ -87,6 +87,19 @@ def train(
                            "protocol": metrics["protocol"]}, indent=2))
 
 
+def dataset_of(model, checkpoint: Path, data: Path):
+    """The dataset at `data`, checked against the checkpoint: same catalogue size (else an error),
+    same version (else a warning)."""
+    from pipeline.dataset import load_dataset
+
+    dataset = load_dataset(data)
+    if model.n_items != dataset.n_items:
+        raise DataError(checkpoint, "n_items", f"is {model.n_items} but {data} has {dataset.n_items} items")
+    if model.checkpoint_info.get("dataset_hash") != dataset.content_hash:
+        logging.getLogger(__name__).warning("the checkpoint was trained on another version of %s", data)
+    return dataset
+
+
 @app.command()
 def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A student checkpoint (best.pt or last.pt)."),
@@ -98,7 +111,6 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the metrics to this JSON file."),
 ) -> None:
     """Full-ranking HR/NDCG@{1,5,10,20} of a checkpoint on one split."""
-    from pipeline.dataset import load_dataset
     from student.data import split_tensors
     from student.evaluate import evaluate as run_evaluate
     from student.recommend import load_student
@@ -107,12 +119,8 @@ def evaluate(
     try:
         if split not in ("train", "valid", "test"):
             raise ValueError(f"--split must be train, valid or test, not {split!r}")
-        dataset = load_dataset(data)
         model = load_student(checkpoint, device=device)
-        if model.n_items != dataset.n_items:
-            raise DataError(checkpoint, "n_items", f"is {model.n_items} but {data} has {dataset.n_items} items")
-        if model.checkpoint_info.get("dataset_hash") != dataset.content_hash:
-            logging.getLogger(__name__).warning("the checkpoint was trained on another version of %s", data)
+        dataset = dataset_of(model, checkpoint, data)
         mask = model.config.train.mask_history if mask_history is None else mask_history
         result = run_evaluate(model, split_tensors(dataset, split), batch_size=model.config.train.eval_batch_size,
                               mask_history=mask, top_n=0)
@@ -147,16 +155,6 @@ def read_histories(path: Path) -> pd.DataFrame:
     return frame
 
 
-def catalogue_for(data: Path, model) -> pd.DataFrame:
-    """The items (`item_id` order: `source_id`, `title`) of the dataset a checkpoint was trained on."""
-    from pipeline.dataset import load_dataset
-
-    dataset = load_dataset(data)
-    if dataset.n_items != model.n_items:
-        raise DataError(data, "n_items", f"is {dataset.n_items} but the checkpoint has {model.n_items} items")
-    if model.checkpoint_info.get("dataset_hash") != dataset.content_hash:
-        logging.getLogger(__name__).warning("the checkpoint was trained on another version of %s", data)
-    return dataset.items.sort_values("item_id").reset_index(drop=True)
 
 
 def to_item_ids(frame: pd.DataFrame, catalogue: pd.DataFrame, path: Path) -> list[list[int]]:
@@ -196,7 +194,7 @@ def recommend(
         frame = read_histories(input)
         model = load_student(checkpoint, device=device)
         if data is not None:
-            catalogue = catalogue_for(data, model)
+            catalogue = dataset_of(model, checkpoint, data).items.sort_values("item_id").reset_index(drop=True)
             histories = to_item_ids(frame, catalogue, input)
         else:
             histories = [list(map(int, h)) for h in frame["history"]]
