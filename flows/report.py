@@ -26,6 +26,7 @@ from pathlib import Path
 from prefect.artifacts import create_image_artifact, create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from flows.common import logger
+from flows.distill_flow import student_label, without_distillation
 from flows.layout import Layout, RunSettings, slug
 from pipeline.artifacts import TEACHER_MANIFEST_FILE
 from pipeline.dataset import MANIFEST_FILE
@@ -35,14 +36,26 @@ REPORT_KS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
 INLINE_IMAGE_LIMIT = 400_000  # bytes; larger plots are only linked
 
 
+def model_name(config) -> str:
+    """The model as the report groups it: SASRec with the DRO term is DROS, its own baseline.
+
+    >>> from student.config import LossConfig, StudentConfig
+    >>> model_name(StudentConfig(model="sasrec")), model_name(StudentConfig(loss=LossConfig(dro_alpha=0.5)))
+    ('sasrec', 'sasrec+dro')
+    """
+    return f"{config.model}+dro" if config.loss.dro_alpha > 0 else config.model
+
+
 def student_record(config, metrics_path: str) -> dict:
-    """The parts of a student's metrics.json the report uses."""
+    """The parts of a student's metrics.json the report uses; `baseline` names the distilled
+    student's no-distillation twin (same model, loss, seed and training settings)."""
     m = read_json(metrics_path)
     overlap = m.get("teacher_student_overlap") or {}
     return {
         "label": Path(metrics_path).parent.name,
-        "model": config.model,
+        "model": model_name(config),
         "distill": bool(config.distill.enabled),
+        "baseline": student_label(without_distillation(config)) if config.distill.enabled else None,
         "path": str(Path(metrics_path).parent),
         "valid": m.get("valid", {}),
         "test": m.get("test", {}),
@@ -98,18 +111,20 @@ def md_table(rows: list[dict]) -> str:
 
 
 def comparison_rows(students: list[dict], ks=REPORT_KS) -> list[dict]:
-    """Each distilled student (test) next to its model's no-distillation baseline, with the relative change.
+    """Each distilled student (test) next to its no-distillation twin, with the relative change.
 
-    With several baselines of one model, the one with the best *valid* NDCG@20 is the reference:
-    test metrics never choose anything.
+    The twin is the run with the same config but distillation off (`baseline`), so DROS is
+    compared with plain DROS, not plain SASRec, and seed with seed. Without one, the same
+    model's baseline with the best *valid* NDCG@20 is the reference: test never chooses.
     """
     rows = []
     for model in dict.fromkeys(s["model"] for s in students):
         base = [s for s in students if s["model"] == model and not s["distill"]]
         if not base:
             continue
-        b = max(base, key=valid_ndcg)
         for d in (s for s in students if s["model"] == model and s["distill"]):
+            twin = [s for s in base if d.get("baseline") and s.get("label") == d["baseline"]]
+            b = twin[0] if twin else max(base, key=valid_ndcg)
             metrics = [(k, b["test"].get(k), d["test"].get(k)) for k in ks]
             if b.get("overlap") is not None or d.get("overlap") is not None:
                 metrics.append((f"overlap@{d.get('overlap_k') or 20} with teacher", b.get("overlap"), d.get("overlap")))

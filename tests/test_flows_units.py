@@ -177,6 +177,30 @@ def test_comparison_rows_hand_computed():
     assert md_table([{"a": 0.5, "b": None}]).splitlines() == ["| a | b |", "|---|---|", "| 0.5000 | - |"]
 
 
+def test_each_distilled_student_is_compared_with_its_own_twin(tmp_path):
+    """SASRec and DROS (SASRec + DRO) in one run, two seeds: plain DROS has the best valid of all
+    baselines, yet distilled SASRec seed 1 must be compared with plain SASRec seed 1."""
+    from flows.distill_flow import plan_students, student_label
+    from flows.report import student_record
+    from pipeline.io import write_json
+    from student.config import DistillConfig, LossConfig, StudentConfig, TrainConfig
+
+    kd = DistillConfig(enabled=True)
+    sasrec1 = StudentConfig(distill=kd, train=TrainConfig(seed=1))
+    sasrec2 = StudentConfig(distill=kd, train=TrainConfig(seed=2))
+    dros1 = StudentConfig(distill=kd, loss=LossConfig(dro_alpha=0.5), train=TrainConfig(seed=1))
+    plan = plan_students([sasrec1, sasrec2, dros1], with_baselines=True)
+    # valid / test NDCG@20 per planned run: distilled sasrec s1, base s1, distilled s2, base s2, distilled dros, base dros
+    numbers = [(0.03, 0.12), (0.02, 0.10), (0.03, 0.12), (0.025, 0.08), (0.05, 0.2), (0.06, 0.16)]
+    records = []
+    for cfg, (valid, test) in zip(plan, numbers):
+        path = tmp_path / student_label(cfg) / "metrics.json"
+        write_json({"valid": {"NDCG@20": valid}, "test": {"NDCG@20": test}}, path)
+        records.append(student_record(cfg, str(path)))
+    assert [r["model"] for r in records] == ["sasrec"] * 4 + ["sasrec+dro"] * 2
+    change = {r["student"]: r["change"] for r in comparison_rows(records, ("NDCG@20",))}
+    assert change == {student_label(sasrec1): "+20.0%", student_label(sasrec2): "+50.0%", student_label(dros1): "+25.0%"}
+
 def test_slug_makes_valid_artifact_keys():
     assert slug("Games DealRec_v2") == "games-dealrec-v2" and slug("__") == "x"
 

@@ -155,3 +155,27 @@ def test_ablations_compare_with_their_full_model_on_the_seeds_both_ran():
     assert abs(report.gain_over(runs, "dros+dllm2rec-retrieve@lambda_d0.1", ablation) + 0.1) < 1e-12
     assert report.gain_over(runs, "dros", ablation) is None
     assert report.gain_text({"vs full": -0.1}, "vs full") == "-10.0%" and report.gain_text({}, "vs plain") == "-"
+
+
+PIPELINE_FILES = sorted((Path(__file__).parents[1] / "benchmarks" / "results").glob("*_pipeline.json"))
+PIPELINE_TEACHERS = {"games": "retrieve", "toys": "retrieve", "ml100k": "hybrid"}  # the distillation teacher of docs/results.md
+
+
+@pytest.mark.parametrize("path", PIPELINE_FILES, ids=lambda p: p.stem)
+def test_one_command_per_dataset_parses_as_the_pipeline_flow_and_matches_the_results_runs(path):
+    """`dllm2rec flow pipeline --params benchmarks/results/<dataset>_pipeline.json` is the one command
+    per dataset of docs/results.md: Prefect must accept it, and it must hold the same teacher config
+    as the results' teacher run and every base model at every lambda_d of the `full` profile."""
+    from flows.pipeline_flow import pipeline
+    from flows.profiles import FULL_LAMBDAS
+
+    raw = json.loads(path.read_text())
+    params = pipeline.validate_parameters(raw)
+    dataset = params["settings"].dataset
+    assert path.stem == f"{dataset}_pipeline" and set(PIPELINE_TEACHERS) == {p.stem.split("_")[0] for p in PIPELINE_FILES}
+    teacher_file = path.parent / f"{dataset}_teacher_{PIPELINE_TEACHERS[dataset]}.json"
+    assert raw["teacher"] == json.loads(teacher_file.read_text())
+    got = sorted((s.model, s.loss.dro_alpha, s.distill.lambda_d) for s in params["students"] if s.distill.enabled)
+    want = sorted((model, alpha, lam) for model, alpha in report.BASES.values() for lam in FULL_LAMBDAS)
+    assert got == want and len(params["students"]) == len(want)
+    assert str(params["data"].path).startswith("../shared/data/")
