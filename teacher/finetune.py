@@ -114,7 +114,8 @@ def finetune_lora(
     model.config.use_cache = False
     peft_config = LoraConfig(task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=list(lora.target_modules))
-    model = get_peft_model(model, peft_config)
+    torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn here, before the Trainer seeds anything:
+    model = get_peft_model(model, peft_config)  # without it the adapter depends on the process's RNG history
     per_epoch = -(-len(train_set) // (cfg.batch_size * cfg.grad_accum))
     by_steps = cfg.max_steps is not None
     strategy = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": cfg.max_steps,
@@ -184,6 +185,9 @@ def save_adapter(model, adapter_dir: Path, meta: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{adapter_dir.name}.", dir=adapter_dir.parent))
     try:
         model.save_pretrained(tmp)
+        config = read_json(tmp / "adapter_config.json")  # peft writes target_modules from a set: its order
+        if isinstance(config.get("target_modules"), list):  # changes with PYTHONHASHSEED, and so would the hash
+            write_json({**config, "target_modules": sorted(config["target_modules"])}, tmp / "adapter_config.json")
         write_json({**meta, "adapter_hash": adapter_hash(tmp)}, tmp / ADAPTER_META)
         if adapter_dir.exists():
             shutil.rmtree(adapter_dir)

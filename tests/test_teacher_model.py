@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.io import read_json
 from teacher.config import FinetuneConfig, GenerationConfig, LoraSettings, ModelConfig, PromptConfig
 from teacher.embed import TextEmbedder
 from teacher.finetune import adapter_hash, finetune_lora, read_adapter_meta
@@ -105,6 +106,27 @@ def test_finetune_lora_trains_saves_and_hashes(env, tmp_path):
     gen = HFGenerator(env.model_dir, adapter, GenerationConfig(), CPU, torch.float32, 4)
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.allclose(base.state_dict()[name], gen.model.state_dict()[name])
+
+
+def test_finetune_lora_is_reproducible_whatever_the_process_drew_before(env, tmp_path):
+    """The same seed gives the same adapter even when the process used its RNG differently before
+    (in a flow, other tasks do): the demo's teacher differed between two runs until LoRA's init was seeded."""
+    from safetensors.torch import load_file
+
+    ds = env.ds
+    cfg = FinetuneConfig(n_samples=8, n_valid=4, epochs=1, batch_size=4, lr=1e-2, patience=1)
+    weights, hashes = [], []
+    for run, draws in enumerate((0, 1000)):
+        torch.rand(draws)
+        meta = finetune_lora(env.model_dir, env.builder, ds.split("train").iloc[:8], ds.split("valid").iloc[:4],
+                             LoraSettings(), cfg, tmp_path / f"adapter{run}", tmp_path / f"work{run}", CPU)
+        weights.append(load_file(tmp_path / f"adapter{run}" / "adapter_model.safetensors"))
+        hashes.append(meta["adapter_hash"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert hashes[0] == hashes[1]
+    # peft stores target_modules from a set (order varies per process): the saved config is sorted
+    assert read_json(tmp_path / "adapter0" / "adapter_config.json")["target_modules"] == ["q_proj", "v_proj"]
 
 
 class FakeLLM:
