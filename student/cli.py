@@ -155,8 +155,6 @@ def read_histories(path: Path) -> pd.DataFrame:
     return frame
 
 
-
-
 def to_item_ids(frame: pd.DataFrame, catalogue: pd.DataFrame, path: Path) -> list[list[int]]:
     """Histories of source ids (strings or numbers, compared as text) -> item ids; unknown ids fail."""
     lookup = dict(zip(catalogue["source_id"].astype(str), catalogue["item_id"].astype(int)))

@@ -201,6 +201,7 @@ def test_each_distilled_student_is_compared_with_its_own_twin(tmp_path):
     change = {r["student"]: r["change"] for r in comparison_rows(records, ("NDCG@20",))}
     assert change == {student_label(sasrec1): "+20.0%", student_label(sasrec2): "+50.0%", student_label(dros1): "+25.0%"}
 
+
 def test_slug_makes_valid_artifact_keys():
     assert slug("Games DealRec_v2") == "games-dealrec-v2" and slug("__") == "x"
 
