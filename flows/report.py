@@ -63,6 +63,7 @@ def student_record(config, metrics_path: str) -> dict:
         "overlap_k": overlap.get("k"),
         "best_epoch": m.get("best_epoch"),
         "epochs_run": m.get("epochs_run"),
+        "stopped_early": m.get("stopped_early"),
         "train_seconds": m.get("train_seconds"),
         "curve": m.get("curve", []),
         "protocol": m.get("protocol"),
@@ -208,6 +209,22 @@ def student_rows(students: list[dict]) -> list[dict]:
              "train s": s["train_seconds"]} for s in students]
 
 
+def epoch_cap_note(students: list[dict]) -> str:
+    """Name the students that ran out of epochs before patience ran out: their valid metric may still
+    have been rising, so comparing them (or serving one) understates them.
+
+    >>> print(epoch_cap_note([{"label": "dros", "stopped_early": False, "best_epoch": 30, "epochs_run": 30},
+    ...                       {"label": "sasrec", "stopped_early": True, "best_epoch": 12, "epochs_run": 22}]).strip())
+    Reached the epoch cap before early stopping (may be under-trained; raise `train.epochs`): dros (best epoch 30 of 30).
+    """
+    capped = [f"{s['label']} (best epoch {s['best_epoch']} of {s['epochs_run']})"
+              for s in students if s.get("stopped_early") is False]
+    if not capped:
+        return ""
+    return ("\nReached the epoch cap before early stopping (may be under-trained; raise `train.epochs`): "
+            + ", ".join(capped) + ".\n")
+
+
 def teacher_rows(teacher: dict | None) -> list[dict]:
     if not teacher:
         return []
@@ -230,7 +247,7 @@ def render_markdown(summary: dict, plot_name: str | None) -> str:
     students = summary["students"]
     out += ["\n## Students: with vs without distillation (test)\n", selected_student(students, summary.get("served")),
             teacher_vs_students(teacher, students), md_table(comparison_rows(students)),
-            "\n## All students\n", md_table(student_rows(students))]
+            "\n## All students\n", md_table(student_rows(students)), epoch_cap_note(students)]
     if students and students[0].get("protocol"):
         out.append(f"\nProtocol: {students[0]['protocol']}.\n")
     out += ["\n## Cost per stage\n", md_table(summary["costs"])]

@@ -249,6 +249,10 @@ def train_student(dataset_dir: str | Path, config: StudentConfig, out_dir: str |
                  valid.metrics["HR@20"], valid.seconds, " *best*" if improved else "")
         if state["stopped"]:
             log.info("early stop: no better valid %s for %d epochs", SELECT_METRIC, config.train.patience)
+    if not state["stopped"]:
+        log.warning("reached the epoch cap (train.epochs=%d) before early stopping: best valid %s at epoch %d, "
+                    "patience %d not used up; the student may be under-trained, raise train.epochs",
+                    config.train.epochs, SELECT_METRIC, state["best_epoch"], config.train.patience)
     return finish(model, gpu_data, dataset, config, teacher, state, out_dir, tau)
 
 

@@ -202,6 +202,30 @@ def test_each_distilled_student_is_compared_with_its_own_twin(tmp_path):
     assert change == {student_label(sasrec1): "+20.0%", student_label(sasrec2): "+50.0%", student_label(dros1): "+25.0%"}
 
 
+
+def test_report_names_students_that_hit_the_epoch_cap(tmp_path):
+    """A student whose training ended at train.epochs, not by patience, is flagged in the report;
+    one that stopped early, or an old metrics.json without the field, is not."""
+    from flows.report import epoch_cap_note, render_markdown, student_record
+    from pipeline.io import write_json
+    from student.config import StudentConfig
+
+    runs = {"capped": {"stopped_early": False, "best_epoch": 30, "epochs_run": 30},
+            "stopped": {"stopped_early": True, "best_epoch": 12, "epochs_run": 22},
+            "old": {"best_epoch": 5, "epochs_run": 15}}
+    records = []
+    for label, fields in runs.items():
+        path = tmp_path / label / "metrics.json"
+        write_json({"valid": {"NDCG@20": 0.1}, "test": {"NDCG@20": 0.1}, **fields}, path)
+        records.append(student_record(StudentConfig(), str(path)))
+    note = epoch_cap_note(records)
+    assert "capped (best epoch 30 of 30)" in note and "stopped" not in note and "old" not in note
+    assert epoch_cap_note(records[1:]) == ""
+    summary = {"dataset": {"name": "d", "content_hash": "h", "reader": "r", "protocol": "p", "n_items": 1,
+                           "n_users": 1, "max_history": 1, "counts": {}, "path": "x"},
+               "created_at": "now", "teacher": None, "students": records, "costs": []}
+    assert note in render_markdown(summary, None)
+
 def test_slug_makes_valid_artifact_keys():
     assert slug("Games DealRec_v2") == "games-dealrec-v2" and slug("__") == "x"
 
