@@ -91,8 +91,9 @@ def load_runs(folder: Path) -> pd.DataFrame:
                      "NDCG@10": m["test"]["NDCG@10"], "valid NDCG@20": m["valid"]["NDCG@20"], "overlap@20": overlap,
                      "best_epoch": m["best_epoch"], "train_s": m["train_seconds"],
                      "lambda_d": (m.get("config", {}).get("distill") or {}).get("lambda_d"),
-                     # plain runs too: the teacher of the overlap ("before distillation")
-                     "teacher": str(Path(m["teacher"]["path"]).resolve()) if m.get("teacher") else ""})
+                     # plain runs too: the teacher of the overlap ("before distillation"), by its folder
+                     # name under the dataset, so that a run root moved elsewhere still finds it
+                     "teacher": Path(m["teacher"]["path"]).name if m.get("teacher") else ""})
     return pd.DataFrame(rows)
 
 
@@ -157,7 +158,7 @@ def report_dataset(root: Path, name: str) -> dict:
     teachers = {}
     for mode, folder in teacher_dirs(base, teacher_names(base)).items():
         art = load_teacher_artifacts(folder, dataset)
-        teachers[str(folder.resolve())] = art
+        teachers[folder.name] = art
         out["teachers"][mode] = {"coverage": art.coverage, "metrics": art.manifest["metrics"],
                                  "timings": art.manifest.get("timings"), "device": art.manifest.get("device"),
                                  **kd_signal(art, samples, groups)}

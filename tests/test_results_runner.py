@@ -104,6 +104,21 @@ def strict_json(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=reject)
 
 
+
+def test_runs_find_their_teacher_by_folder_name_after_the_root_moved(tmp_path):
+    """metrics.json records the teacher's path at training time; a run root moved since (or one
+    reached through a symlink) must still match the teacher folder of its dataset."""
+    path = tmp_path / "students" / "dros+dllm2rec-retrieve" / "seed0" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    metrics = {"test": {"HR@20": 0.1, "NDCG@20": 0.05, "HR@10": 0.08, "NDCG@10": 0.04}, "valid": {"NDCG@20": 0.06},
+               "best_epoch": 3, "train_seconds": 9.0, "config": {"distill": {"lambda_d": 0.7}},
+               "teacher": {"path": "/old/root/toys/retrieve"}}
+    path.write_text(json.dumps(metrics))
+    (path.parents[2] / "dros" / "seed0").mkdir(parents=True)
+    (path.parents[2] / "dros" / "seed0" / "metrics.json").write_text(json.dumps({**metrics, "teacher": None}))
+    runs = report.load_runs(tmp_path / "students").set_index("label")
+    assert runs.loc["dros+dllm2rec-retrieve", "teacher"] == "retrieve" and runs.loc["dros", "teacher"] == ""
+
 def test_a_report_is_stored_as_strict_json_and_read_back_when_the_runs_are_gone(tmp_path, monkeypatch):
     (tmp_path / "runs" / "toys" / "data").mkdir(parents=True)
     rep = {"dataset": "toys", "teachers": {}, "ablations": [],
