@@ -202,7 +202,6 @@ def test_each_distilled_student_is_compared_with_its_own_twin(tmp_path):
     assert change == {student_label(sasrec1): "+20.0%", student_label(sasrec2): "+50.0%", student_label(dros1): "+25.0%"}
 
 
-
 def test_report_names_students_that_hit_the_epoch_cap(tmp_path):
     """A student whose training ended at train.epochs, not by patience, is flagged in the report;
     one that stopped early, or an old metrics.json without the field, is not."""
@@ -225,6 +224,7 @@ def test_report_names_students_that_hit_the_epoch_cap(tmp_path):
                            "n_users": 1, "max_history": 1, "counts": {}, "path": "x"},
                "created_at": "now", "teacher": None, "students": records, "costs": []}
     assert note in render_markdown(summary, None)
+
 
 def test_slug_makes_valid_artifact_keys():
     assert slug("Games DealRec_v2") == "games-dealrec-v2" and slug("__") == "x"

@@ -104,7 +104,6 @@ def strict_json(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=reject)
 
 
-
 def test_runs_find_their_teacher_by_folder_name_after_the_root_moved(tmp_path):
     """metrics.json records the teacher's path at training time; a run root moved since (or one
     reached through a symlink) must still match the teacher folder of its dataset."""
@@ -118,6 +117,7 @@ def test_runs_find_their_teacher_by_folder_name_after_the_root_moved(tmp_path):
     (path.parents[2] / "dros" / "seed0" / "metrics.json").write_text(json.dumps({**metrics, "teacher": None}))
     runs = report.load_runs(tmp_path / "students").set_index("label")
     assert runs.loc["dros+dllm2rec-retrieve", "teacher"] == "retrieve" and runs.loc["dros", "teacher"] == ""
+
 
 def test_a_report_is_stored_as_strict_json_and_read_back_when_the_runs_are_gone(tmp_path, monkeypatch):
     (tmp_path / "runs" / "toys" / "data").mkdir(parents=True)

@@ -196,12 +196,12 @@ def test_early_stopping_and_selection_on_valid(demo_dir, tmp_path):
     assert m["stopped_early"] and m["epochs_run"] == m["best_epoch"] + 1 < 6
 
 
-
 def test_epoch_cap_before_patience_is_flagged(demo_dir, tmp_path, caplog):
     """Ending at train.epochs with patience left means valid may still be rising: say so."""
     m = train_student(demo_dir, small_config("gru4rec", epochs=1), tmp_path)
     assert m["stopped_early"] is False and m["epochs_run"] == 1
     assert "reached the epoch cap (train.epochs=1) before early stopping" in caplog.text
+
 
 def test_bad_inputs(demo_dir, demo_dataset, tiny_dir, demo_teacher_dir, tmp_path):
     with pytest.raises(ValueError, match="teacher_dir"):
