@@ -3,7 +3,7 @@
 The demo preset keeps the real teacher (SmolLM2-135M, LoRA, generation, grounding) but on
 a budget: 8 fine-tuning steps on 32 samples, generation for a seeded subset of 64 train
 samples plus 32 valid and 32 test samples, and students for up to 80 epochs (early stopping
-at patience 10 ends them at ~50: at a 30-epoch cap all three peaked at epochs 27-30).
+ends them first; see `demo_students`).
 Every number is an ordinary config field, so the UI form or a JSON file can change it.
 
     >>> p = profile_parameters("demo")
@@ -35,8 +35,8 @@ def demo_teacher(model: str | None = None) -> TeacherConfig:
 def demo_students() -> list[StudentConfig]:
     """SASRec with full DLLM2Rec (METHOD defaults) and with embedding distillation only; the
     pipeline adds the no-distillation baseline. A demo teacher ranks ~2% of the train samples.
-    The epoch cap leaves early stopping room (best epochs 38-49): a student that ends at the cap
-    may still be rising, and the trainer warns about it."""
+    The epoch cap leaves early stopping room (best epochs 38-49; at a cap of 30 all three peaked
+    at 27-30): a student that ends at the cap may still be rising, and the trainer warns about it."""
     train = StudentTrain(epochs=80, batch_size=256)
     return [StudentConfig(model="sasrec", distill=DistillConfig(enabled=True), train=train),
             StudentConfig(model="sasrec", distill=DistillConfig(enabled=True, lambda_d=0.0), train=train)]
