@@ -27,7 +27,8 @@ nvidia-smi --query-gpu=name,memory.total --format=csv || true
 "$PY" benchmarks/student_bench.py --data "$CARRY/games-data" --device cuda --cache /tmp/student_bench \
   --models sasrec --distill on --compile reduce-overhead --out "$OUT/student_gpu_graphs.json" 2>&1 \
   | grep -v -E "sample/s\]|it/s\]" | tee "$OUT/student_gpu_graphs.log"
-# serving latency on the GPU: one request / batched, demo students (trained here, 2 epochs), baked and as trained
+# serving latency on the GPU (SKIP_SERVE=1 leaves it out): one request / batched, demo students (trained here, 2 epochs), baked and as trained
+[ -n "${SKIP_SERVE:-}" ] && exit 0
 for mode in "" "--no-bake"; do
   "$PY" benchmarks/serve_bench.py --device cuda --cache /tmp/student_bench $mode 2>&1 | tail -5 | tee -a "$OUT/serve_gpu.log"
 done
