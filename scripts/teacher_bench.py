@@ -6,7 +6,7 @@ per step plus a few generations. Used on CPU here and on a GPU by
 scripts/gpu_teacher_bench.sh; numbers go to docs/benchmarks.md ("## Teacher").
 
     .venv/bin/python scripts/teacher_bench.py --n-prompts 32 --backends hf,vllm --beams 1,4
-    python scripts/teacher_bench.py --device cuda --n-train 1024 --epochs 1 --n-prompts 1024 --batch-size 256
+    python scripts/teacher_bench.py --device cuda --n-train 1024 --epochs 1 --n-prompts 4096 --beams 4 --batch-size 256,1024
 """
 from __future__ import annotations
 
@@ -33,12 +33,28 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-prompts", type=int, default=32, help="prompts to generate for")
     p.add_argument("--prompt-split", default="test", help="split the prompts are drawn from (train has the most)")
     p.add_argument("--demo-users", type=int, default=2000, help="users of the generated demo dataset")
-    p.add_argument("--batch-size", type=int, default=32, help="HF generation batch size")
+    p.add_argument("--batch-size", default="32", help="comma list of HF generation batch sizes (the fastest is reported)")
+    p.add_argument("--embed-batch", type=int, default=64, help="titles / generations per embedding forward pass")
     p.add_argument("--backends", default="hf", help="comma list of hf,vllm")
     p.add_argument("--beams", default="1,4", help="comma list of beam widths")
     p.add_argument("--out", default=None, help="write the results JSON here too")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return p.parse_args()
+
+
+def time_generation(model_dir, adapter, device, dtype, max_new: int, prompts: list[str], cfg) -> tuple[list[str], dict]:
+    """Generations and the timed rate of one backend / beam width / batch size (load and warm-up untimed)."""
+    from teacher.generate import make_generator
+
+    t0 = time.perf_counter()
+    with make_generator(model_dir, adapter, cfg, device, dtype, max_new) as gen:
+        load_s = time.perf_counter() - t0
+        gen.generate(prompts[: min(4, len(prompts))])  # warm-up
+        t1 = time.perf_counter()
+        texts = gen.generate(prompts, progress=True)
+        seconds = time.perf_counter() - t1
+    return texts, {"samples_per_s": round(len(prompts) / seconds, 2), "seconds": round(seconds, 2),
+                   "load_s": round(load_s, 1), "n": len(prompts), "batch_size": cfg.batch_size}
 
 
 def main() -> None:
@@ -52,7 +68,7 @@ def main() -> None:
     from teacher.config import FinetuneConfig, GenerationConfig, LoraSettings, ModelConfig, PromptConfig
     from teacher.embed import TextEmbedder
     from teacher.finetune import finetune_lora, seeded_sample
-    from teacher.generate import auto_max_new_tokens, make_generator
+    from teacher.generate import auto_max_new_tokens
     from teacher.ground import L2Scorer, chunked_topn
     from teacher.model import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, resolve_model_dir
     from teacher.prompts import PromptBuilder
@@ -88,21 +104,16 @@ def main() -> None:
     generations: dict[str, list[str]] = {}
     for backend in args.backends.split(","):
         for beams in [int(b) for b in args.beams.split(",")]:
-            cfg = GenerationConfig(backend=backend, num_beams=beams, batch_size=args.batch_size)
-            t0 = time.perf_counter()
-            with make_generator(model_dir, adapter, cfg, device, dtype, max_new) as gen:
-                load_s = time.perf_counter() - t0
-                gen.generate(prompts[: min(4, len(prompts))])  # warm-up
-                t1 = time.perf_counter()
-                texts = gen.generate(prompts, progress=True)
-                seconds = time.perf_counter() - t1
             key = f"{backend}_beams{beams}"
-            generations[key] = texts
-            results[f"generate_{key}"] = {"samples_per_s": round(len(prompts) / seconds, 2), "seconds": round(seconds, 2),
-                                          "load_s": round(load_s, 1), "n": len(prompts)}
+            for batch_size in [int(b) for b in args.batch_size.split(",")]:
+                texts, rate = time_generation(model_dir, adapter, device, dtype, max_new, prompts,
+                                              GenerationConfig(backend=backend, num_beams=beams, batch_size=batch_size))
+                results[f"generate_{key}_bs{batch_size}"] = rate
+                if rate["samples_per_s"] > results.get(f"generate_{key}", {}).get("samples_per_s", 0):
+                    results[f"generate_{key}"], generations[key] = rate, texts  # the fastest batch size
 
     model = load_causal_lm(model_dir, device, dtype)
-    embedder = TextEmbedder(model, tokenizer, device, batch_size=64)
+    embedder = TextEmbedder(model, tokenizer, device, batch_size=args.embed_batch)
     t0 = time.perf_counter()
     items = embedder(builder.titles)
     seconds = time.perf_counter() - t0
@@ -117,7 +128,7 @@ def main() -> None:
     results["embed_and_ground"] = {"samples_per_s": round(len(queries) / seconds, 1), "n": len(queries)}
     hits = (idx[:, :20] == test["target"].to_numpy()[:, None]).any(1).mean()
     results["hr20_on_these_prompts"] = round(float(hits), 4)
-    for key in [k for k in results if k.startswith("generate_") and k.endswith("beams4")]:
+    for key in [k for k in results if k.startswith("generate_") and k.endswith("beams4")]:  # the fastest batch size
         gen_rate, ground_rate = results[key]["samples_per_s"], results["embed_and_ground"]["samples_per_s"]
         results[f"{key}_plus_ground_samples_per_s"] = round(1 / (1 / gen_rate + 1 / ground_rate), 2)
     results["samples"] = [{"target": builder.titles[t], **{k: v[i] for k, v in generations.items()}}
