@@ -18,6 +18,9 @@
 # Issue 5 (teacher artifacts from generation on real data): with `run` add TEACHER_DATA=cache/gpu_carry/toys-data
 # (a prepared dataset carried along) and `run` goes on with `dllm2rec teacher run --mode generate` on it. Its train
 # budget is sized from the beam-4 rate just measured: max_samples = rate x GEN_SECONDS x 0.5 - 2 x MAX_EVAL.
+# The 0.5 is for titles longer than the demo's: on 64-token titles (Toys, Games) the rate is 0.3-0.5x the demo's
+# (Games 2026-11-29: 87 against 290 samples/s), so leave TEACHER_TIMEOUT room beyond GEN_SECONDS for the
+# fine-tune (~70 s) and the ground step; a run stopped by the timeout still packs its finished shards.
 # The teacher folder (adapter, generations, artifacts; not the recomputable work files) comes back as
 # $OUT/teacher_out.tgz.part* (<= 15 MB each): `cat teacher_out.tgz.part* | tar xz -C runs/<name>`.
 set -euo pipefail
