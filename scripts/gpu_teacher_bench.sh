@@ -17,12 +17,16 @@
 #
 # Issue 5 (teacher artifacts from generation on real data): with `run` add TEACHER_DATA=cache/gpu_carry/toys-data
 # (a prepared dataset carried along) and `run` goes on with `dllm2rec teacher run --mode generate` on it. Its train
-# budget is sized from the beam-4 rate just measured: max_samples = rate x GEN_SECONDS x 0.5 - 2 x MAX_EVAL.
-# The 0.5 is for titles longer than the demo's: on 64-token titles (Toys, Games) the rate is 0.3-0.5x the demo's
-# (Games 2026-11-29: 87 against 290 samples/s), so leave TEACHER_TIMEOUT room beyond GEN_SECONDS for the
-# fine-tune (~70 s) and the ground step; a run stopped by the timeout still packs its finished shards.
+# budget is sized from the beam-4 rate just measured: max_samples = rate x GEN_SECONDS x RATE_FACTOR - 2 x MAX_EVAL.
+# RATE_FACTOR (default 0.33) is for titles longer than the demo's: on 64-token titles the rate is about a third of
+# the demo's (Games 2026-11-29: 87 against 290 samples/s; Toys 2026-11-30: 121 against 361; the 0.5 used then
+# oversized Toys by 2 shards), so leave TEACHER_TIMEOUT room beyond GEN_SECONDS for the fine-tune (~70 s) and the
+# ground step; a run stopped by the timeout still packs its finished shards, and on a machine still warm the same
+# `python3 -m teacher.cli run` resumes at the first unfinished shard.
 # The teacher folder (adapter, generations, artifacts; not the recomputable work files) comes back as
-# $OUT/teacher_out.tgz.part* (<= 15 MB each): `cat teacher_out.tgz.part* | tar xz -C runs/<name>`.
+# $OUT/teacher_out.tgz.part* (<= 15 MB each): `cat teacher_out.tgz.part* | tar xz -C runs/<name>`. HYBRID=1 then
+# runs the hybrid mode on a copy (same adapter, generations and title embeddings; seconds on a GPU, ~11 min on
+# this CPU for Toys) and packs it as teacher_hybrid/ beside teacher_out/.
 set -euo pipefail
 CARRY=cache/gpu_carry                     # git-ignored (cache/)
 STASH=/tmp/dllm2rec_gguf_parts
@@ -68,7 +72,7 @@ run() {  # PY and SKIP_WHEELS=1 allow a local dry run of this step (e.g. PY=.ven
   # shellcheck disable=SC2086
   "$py" scripts/teacher_bench.py --device "${DEVICE:-cuda}" --backends hf \
     ${BENCH_ARGS:---n-train 1024 --epochs 1 --train-batch 32 --n-prompts 4096 --prompt-split train --beams 4 \
-      --batch-size 256,512,1024 --embed-batch 256} \
+      --batch-size 512,1024 --prefill shared,per-beam --embed-batch 256} \
     --out "$out/teacher_gpu.json" 2>&1 | grep -v -E "it/s\]|batch/s\]" | tee "$out/teacher_gpu.log"
   if [ -n "${TEACHER_DATA:-}" ]; then teacher_run "$py" "$out"; fi
 }
@@ -77,7 +81,7 @@ teacher_run() {  # the generate-mode teacher on $TEACHER_DATA, budgeted by the m
   local py=$1 out=$2 rate n max_eval=${MAX_EVAL:-3000} dest=/tmp/teacher_out finetune=${FINETUNE_JSON:-"{}"}
   rate=$("$py" -c "import json; print(json.load(open('$out/teacher_gpu.json'))['generate_hf_beams4']['samples_per_s'])")
   n=$("$py" -c "import json; from pathlib import Path; c = json.loads(Path('$TEACHER_DATA/manifest.json').read_text())['counts']; \
-print(max(${MIN_SAMPLES:-256}, min(c['train'], int($rate * ${GEN_SECONDS:-180} * 0.5) - 2 * $max_eval)))")
+print(max(${MIN_SAMPLES:-256}, min(c['train'], int($rate * ${GEN_SECONDS:-180} * ${RATE_FACTOR:-0.33}) - 2 * $max_eval)))")
   echo "teacher run on $TEACHER_DATA: beam-4 rate $rate samples/s -> max_samples $n, max_eval_samples $max_eval"
   cat > /tmp/teacher_gpu_config.json <<JSON
 {"mode": "generate", "max_samples": $n, "max_eval_samples": $max_eval, "shard_size": 4096,
@@ -88,7 +92,16 @@ JSON
     --config /tmp/teacher_gpu_config.json 2>&1 | grep -v -E "it/s\]|batch/s\]|sample/s\]" | tee "$out/teacher_run.log" \
     || echo "teacher run stopped early (timeout or error): packing what is there"
   cp "$dest/teacher_manifest.json" "$out/" 2>/dev/null || echo "no teacher manifest: the run did not finish"
-  tar czf - --exclude='work/items-*' --exclude='work/ground-*' --exclude='work/finetune-*' -C /tmp teacher_out \
+  local folders=teacher_out
+  if [ -n "${HYBRID:-}" ] && [ -f "$dest/teacher_manifest.json" ]; then  # hybrid reuses adapter, generations, title embeddings
+    rm -rf /tmp/teacher_hybrid && cp -r "$dest" /tmp/teacher_hybrid && rm /tmp/teacher_hybrid/teacher_manifest.json
+    sed 's/"mode": "generate"/"mode": "hybrid"/' /tmp/teacher_gpu_config.json > /tmp/teacher_gpu_hybrid.json
+    timeout "${HYBRID_TIMEOUT:-120}" "$py" -m teacher.cli run --data "$TEACHER_DATA" --out /tmp/teacher_hybrid \
+      --config /tmp/teacher_gpu_hybrid.json 2>&1 | grep -v -E "it/s\]|batch/s\]|sample/s\]" | tee "$out/teacher_hybrid.log" \
+      && folders="teacher_out teacher_hybrid" || echo "hybrid stopped early: not packed"
+  fi
+  # shellcheck disable=SC2086
+  tar czf - --exclude='work/items-*' --exclude='work/ground-*' --exclude='work/finetune-*' -C /tmp $folders \
     | split -b 15M - "$out/teacher_out.tgz.part"
   ls -la "$out"
 }

@@ -6,7 +6,8 @@ per step plus a few generations. Used on CPU here and on a GPU by
 scripts/gpu_teacher_bench.sh; numbers go to docs/benchmarks.md ("## Teacher").
 
     .venv/bin/python scripts/teacher_bench.py --n-prompts 32 --backends hf,vllm --beams 1,4
-    python scripts/teacher_bench.py --device cuda --n-train 1024 --epochs 1 --n-prompts 4096 --beams 4 --batch-size 256,1024
+    python scripts/teacher_bench.py --device cuda --n-train 1024 --epochs 1 --n-prompts 4096 --beams 4 --batch-size 256,1024 \
+        --prefill shared,per-beam
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--prompt-split", default="test", help="split the prompts are drawn from (train has the most)")
     p.add_argument("--demo-users", type=int, default=2000, help="users of the generated demo dataset")
     p.add_argument("--batch-size", default="32", help="comma list of HF generation batch sizes (the fastest is reported)")
+    p.add_argument("--prefill", default="shared", help="comma list of shared,per-beam (HF beams: prompt prefilled once or per beam)")
     p.add_argument("--embed-batch", type=int, default=64, help="titles / generations per embedding forward pass")
     p.add_argument("--backends", default="hf", help="comma list of hf,vllm")
     p.add_argument("--beams", default="1,4", help="comma list of beam widths")
@@ -105,12 +107,17 @@ def main() -> None:
     for backend in args.backends.split(","):
         for beams in [int(b) for b in args.beams.split(",")]:
             key = f"{backend}_beams{beams}"
-            for batch_size in [int(b) for b in args.batch_size.split(",")]:
-                texts, rate = time_generation(model_dir, adapter, device, dtype, max_new, prompts,
-                                              GenerationConfig(backend=backend, num_beams=beams, batch_size=batch_size))
-                results[f"generate_{key}_bs{batch_size}"] = rate
+            variants = [(bs, pf) for bs in [int(b) for b in args.batch_size.split(",")] for pf in args.prefill.split(",")]
+            for batch_size, prefill in variants[: 1 if backend == "vllm" else None]:
+                cfg = GenerationConfig(backend=backend, num_beams=beams, batch_size=batch_size, shared_prefill=prefill == "shared")
+                texts, rate = time_generation(model_dir, adapter, device, dtype, max_new, prompts, cfg)
+                rate["prefill"] = prefill
+                if key in generations:  # bf16 kernels may differ with batch shape: how often the top beam agrees
+                    rate["same_top_beam_as_first"] = round(float(np.mean([a == b for a, b in zip(texts, generations[key])])), 4)
+                results[f"generate_{key}_bs{batch_size}" + ("" if prefill == "shared" else "_per_beam")] = rate
                 if rate["samples_per_s"] > results.get(f"generate_{key}", {}).get("samples_per_s", 0):
-                    results[f"generate_{key}"], generations[key] = rate, texts  # the fastest batch size
+                    results[f"generate_{key}"] = rate  # the fastest variant
+                generations.setdefault(key, texts)
 
     model = load_causal_lm(model_dir, device, dtype)
     embedder = TextEmbedder(model, tokenizer, device, batch_size=args.embed_batch)

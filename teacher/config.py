@@ -87,6 +87,8 @@ class GenerationConfig(BaseModel):
     num_beams: int = Field(4, ge=1, description="Beam width (BIGRec: 4, top beam used); 1 = greedy.")
     max_new_tokens: int | None = Field(None, ge=1, description="None = longest catalogue title in tokens + 2 (closing quote, EOS).")
     batch_size: int = Field(32, ge=1, description="HF backend: prompts per generate call (sorted by length).")
+    shared_prefill: bool = Field(True, description="HF backend with beams: prefill each prompt once and copy its KV cache "
+                                 "to every beam (same beams, 1/num_beams of the prompt compute).")
     length_penalty: float = Field(1.0, description="Beam score = logprob / length**length_penalty (both backends).")
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs per model.")
     max_model_len: int = Field(1024, ge=64, description="vLLM: longest prompt + generation.")

@@ -2,8 +2,9 @@
 
 Speed levers (issue #3): the LoRA adapter is merged into the weights before generating,
 prompts are sorted by token length so a batch carries little padding, every token that
-contains the closing quote counts as EOS (beams finish at the quote), and max_new_tokens
-is near the longest catalogue title.
+contains the closing quote counts as EOS (beams finish at the quote), max_new_tokens
+is near the longest catalogue title, and with beams the prompt is prefilled once, not once
+per beam (`shared_prefill`).
 
     >>> gen = HFGenerator(model_dir, adapter_dir, GenerationConfig(num_beams=4), torch.device("cpu"),
     ...                   torch.float32, max_new_tokens=24)          # doctest: +SKIP
@@ -20,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 from teacher.config import GenerationConfig
 from teacher.generate import GeneratorContext, stop_token_ids
@@ -53,13 +55,31 @@ class HFGenerator(GeneratorContext):
         for lo in bar:
             rows = order[lo: lo + bs]
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(self.device)
-            generated = self.model.generate(**batch, **self._generate_kwargs())
+            generated = self.model.generate(**batch, **self._shared_prefill(batch), **self._generate_kwargs())
             new = generated[:, batch["input_ids"].shape[1]:]
             for i, text in zip(rows, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
                 out[i] = text
             done = min(lo + bs, len(order))
             bar.set_postfix(samples_per_s=f"{done / (time.perf_counter() - start):.1f}")
         return out
+
+    def _shared_prefill(self, batch) -> dict:
+        """The prompt's KV cache computed once and copied to every beam, for `generate` to continue from.
+
+        HF beam search repeats each prompt num_beams times *before* its first forward pass, so the
+        prompt (most of the tokens) is prefilled num_beams times. Here all but its last token run
+        once; the cache is repeated per beam and `generate` computes the rest. Positions follow
+        `generate`'s own rule (cumsum of the mask), so the beams are the same (tests/test_teacher_model.py).
+        """
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if self.config.num_beams == 1 or not self.config.shared_prefill or ids.shape[1] < 2:
+            return {}
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(self.config.num_beams)
+        return {"past_key_values": cache}
 
     def _generate_kwargs(self) -> dict:
         kwargs = dict(do_sample=False, num_beams=self.config.num_beams, num_return_sequences=1,

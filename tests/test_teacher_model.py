@@ -84,6 +84,31 @@ def test_hf_generator_batches_keep_prompt_order(env, beams):
     gen.close()
 
 
+def test_shared_prefill_gives_the_same_beams_and_runs_each_prompt_once(env):
+    prompts = env.builder.prompts(env.ds.split("test").iloc[:6])  # different lengths: left padding in the batch
+    tokens_seen: list[tuple[int, int]] = []
+
+    def count(_module, args, kwargs):
+        tokens_seen.append(tuple(kwargs["input_ids"].shape))
+
+    outputs = {}
+    for shared in (False, True):
+        cfg = GenerationConfig(backend="hf", num_beams=3, batch_size=6, shared_prefill=shared, length_penalty=1.0)
+        gen = HFGenerator(env.model_dir, None, cfg, CPU, torch.float32, max_new_tokens=8)
+        hook = gen.model.register_forward_pre_hook(count, with_kwargs=True)
+        tokens_seen.clear()
+        outputs[shared] = gen.generate_raw(prompts)
+        hook.remove()
+        calls = list(tokens_seen)
+        gen.close()
+        longest = max(len(ids) for ids in gen.tokenizer(prompts)["input_ids"])
+        if shared:  # prompt minus its last token once per prompt, then the last token once per beam
+            assert calls[:2] == [(6, longest - 1), (18, 1)]
+        else:       # HF alone: the whole prompt once per beam
+            assert calls[0] == (18, longest)
+    assert outputs[True] == outputs[False]
+
+
 def test_finetune_lora_trains_saves_and_hashes(env, tmp_path):
     ds = env.ds
     cfg = FinetuneConfig(n_samples=16, n_valid=8, epochs=2, batch_size=8, lr=1e-2, patience=2)
