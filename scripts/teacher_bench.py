@@ -107,14 +107,17 @@ def main() -> None:
     for backend in args.backends.split(","):
         for beams in [int(b) for b in args.beams.split(",")]:
             key = f"{backend}_beams{beams}"
-            variants = [(bs, pf) for bs in [int(b) for b in args.batch_size.split(",")] for pf in args.prefill.split(",")]
-            for batch_size, prefill in variants[: 1 if backend == "vllm" else None]:
+            batch_sizes = [int(b) for b in args.batch_size.split(",")]
+            if backend != "hf":  # vLLM batches and shares prefixes itself: one run
+                batch_sizes = batch_sizes[:1]
+            prefills = args.prefill.split(",") if backend == "hf" and beams > 1 else ["n/a"]  # greedy has no beams to share
+            for batch_size, prefill in [(bs, pf) for bs in batch_sizes for pf in prefills]:
                 cfg = GenerationConfig(backend=backend, num_beams=beams, batch_size=batch_size, shared_prefill=prefill == "shared")
                 texts, rate = time_generation(model_dir, adapter, device, dtype, max_new, prompts, cfg)
                 rate["prefill"] = prefill
                 if key in generations:  # bf16 kernels may differ with batch shape: how often the top beam agrees
                     rate["same_top_beam_as_first"] = round(float(np.mean([a == b for a, b in zip(texts, generations[key])])), 4)
-                results[f"generate_{key}_bs{batch_size}" + ("" if prefill == "shared" else "_per_beam")] = rate
+                results[f"generate_{key}_bs{batch_size}" + ("_per_beam" if prefill == "per-beam" else "")] = rate
                 if rate["samples_per_s"] > results.get(f"generate_{key}", {}).get("samples_per_s", 0):
                     results[f"generate_{key}"] = rate  # the fastest variant
                 generations.setdefault(key, texts)
