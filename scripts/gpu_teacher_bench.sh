@@ -101,7 +101,7 @@ JSON
       && folders="teacher_out teacher_hybrid" || echo "hybrid stopped early: not packed"
   fi
   # shellcheck disable=SC2086
-  tar czf - --exclude='work/items-*' --exclude='work/ground-*' --exclude='work/finetune-*' -C /tmp $folders \
+  tar czf - --exclude='work/items-*' --exclude='work/gen-embed-*' --exclude='work/ground-*' --exclude='work/finetune-*' -C /tmp $folders \
     | split -b 15M - "$out/teacher_out.tgz.part"
   ls -la "$out"
 }

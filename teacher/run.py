@@ -150,22 +150,57 @@ def _generations(ws: Workspace) -> pd.Series:
     return gens
 
 
+def _generation_embeddings(ws: Workspace, embedder: TextEmbedder) -> tuple[np.ndarray, pd.Index]:
+    """Every selected sample's generation embedded once, sharded and cached in work/gen-embed-<fp>/.
+
+    Why: hybrid mode embeds the valid generations to choose its weight and then every shard, and
+    a hybrid run in a folder copied from a generate run would embed them all again (661 s of
+    Toys' CPU grounding). The cache key is the generations, the model and the dtype, not the
+    mode, so generate and hybrid share it. Returns the matrix and the sample ids of its rows.
+    """
+    gens = _generations(ws)
+    gen_fp = read_json(ws.work_dir / "generation_info.json")["fingerprint"]
+    fp = ws.fingerprint("gen-embed", gen_fp, str(ws.dtype), keys_hash(ws.keys))
+    work = ShardedWork(ws.work_dir / f"gen-embed-{fp}", ws.keys, ws.config.shard_size, fp)
+    titles_known = dict(embedder.known)
+
+    def shard(keys: np.ndarray) -> pa.Table:
+        emb = embedder(gens.loc[keys].tolist(), desc="embed generations", progress=True)
+        embedder.known = dict(titles_known)  # bounded memory: forget the shard's generations
+        return pa.table({"sample_id": pa.array(keys, pa.int64()),
+                         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), emb.shape[1])})
+
+    start, n = time.perf_counter(), sum(len(work.shard_keys(i)) for i in work.pending())
+    work.run(shard, desc="embed generations")
+    if n:
+        seconds = time.perf_counter() - start
+        ws.record_timing("embed_generations", seconds=seconds, samples_per_s=n / max(seconds, 1e-9), samples=n)
+    table = work.read()
+    emb = table["embedding"].combine_chunks().flatten().to_numpy().astype(np.float32)
+    return emb.reshape(table.num_rows, -1), pd.Index(table["sample_id"].to_numpy())
+
+
+def _positions(index: pd.Index, sample_ids: pd.Series) -> np.ndarray:
+    pos = index.get_indexer(sample_ids)
+    if (pos < 0).any():  # get_indexer's -1 would silently pick the last row
+        raise KeyError(f"no cached generation embedding for samples {sample_ids[pos < 0].tolist()[:5]}")
+    return pos
+
+
 def _ground(ws: Workspace) -> Path:
     cfg, g = ws.config, ws.config.ground
     device, n_items = ws.device, ws.dataset.n_items
     model = load_causal_lm(ws.model_dir, device, ws.dtype)
     embedder = TextEmbedder(model, load_tokenizer(ws.model_dir), device, g.embed_batch_size)
     items = _item_embeddings(ws, embedder)
-    titles_known = dict(embedder.known)
-    gens = _generations(ws) if cfg.mode != "retrieve" else None
+    gen_emb, gen_ids = _generation_embeddings(ws, embedder) if cfg.mode != "retrieve" else (None, None)
     groups = title_groups(ws.builder.titles)
     hist = (lambda rows: list(rows["history"]) if g.exclude_history else None)
 
     def queries(rows: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
-        gen_q = embedder(gens.loc[rows["sample_id"]].tolist(), desc="embed generations") if gens is not None else None
+        gen_q = gen_emb[_positions(gen_ids, rows["sample_id"])] if gen_emb is not None else None
         ret_q = retrieve_queries(items, list(rows["history"]), cfg.retrieve_last, cfg.retrieve_decay) \
             if cfg.mode != "generate" else None
-        embedder.known = dict(titles_known)  # bounded memory: forget the shard's generations
         return gen_q, ret_q
 
     popularity = ws.dataset.train_item_counts()
@@ -185,7 +220,7 @@ def _ground(ws: Workspace) -> Path:
     point, grid_scores = _select_grounding(ws, queries, scorer, hist, groups)
     fp = ws.fingerprint("ground", keys_hash(ws.keys), cfg.mode, g.top_n, g.exclude_history, cfg.retrieve_last,
                         cfg.retrieve_decay, point.get("weight"), point["gamma"] or None,
-                        read_json(ws.work_dir / "generation_info.json")["fingerprint"] if gens is not None else None)
+                        read_json(ws.work_dir / "generation_info.json")["fingerprint"] if gen_emb is not None else None)
 
     def shard(keys: np.ndarray) -> pa.Table:
         rows = ws.rows(keys)

@@ -116,13 +116,18 @@ def test_retrieve_mode_needs_no_model_generation(env, monkeypatch):
     assert art.rankings.topk_items[0, 0] == int(np.argmin(d))
 
 
-def test_hybrid_mode_picks_a_weight_on_valid(env):
+def test_hybrid_mode_picks_a_weight_on_valid(env, monkeypatch):
+    """In a folder copied from the generate run, hybrid embeds nothing again: the item and the
+    generation embeddings are both cached in work/ (valid selection and shards read the cache)."""
     import shutil
 
+    from teacher.embed import TextEmbedder
+
     out = env.root / "hybrid"
-    shutil.copytree(env.out, out)  # reuse adapter + generations
+    shutil.copytree(env.out, out)  # reuse adapter + generations + embeddings
     for p in list((out / "work").glob("ground-*")) + [out / "teacher_manifest.json"]:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+    monkeypatch.setattr(TextEmbedder, "_embed_unique", lambda *a, **k: pytest.fail("embeddings should be reused"))
     cfg = env.cfg.model_copy(update={"mode": "hybrid", "hybrid_weights": [0.0, 1.0], "select_metric": "NDCG@20"})
     art = load_teacher_artifacts(run_mod.run_teacher(env.ds.path, cfg, out), env.ds)
     m = art.manifest
@@ -131,6 +136,35 @@ def test_hybrid_mode_picks_a_weight_on_valid(env):
     best = max(scores[k] for k in ("weight=0,gamma=0", "weight=1,gamma=0"))
     assert scores[f"weight={m['hybrid_weight']:g},gamma=0"] == best
     assert m["metrics"]["valid"]["NDCG@10"] == pytest.approx(best)
+
+
+def test_generation_embeddings_resume_per_shard(env, monkeypatch):
+    """A crash while embedding generations costs one shard: only its samples are embedded again,
+    and the rankings come out the same."""
+    import shutil
+
+    from teacher.embed import TextEmbedder
+
+    out = env.root / "gen-embed-resume"
+    shutil.copytree(env.out, out)
+    for p in list((out / "work").glob("ground-*")) + [out / "teacher_manifest.json"]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    cache = next((out / "work").glob("gen-embed-*"))
+    lost = pd.read_parquet(cache / "shard_00001.parquet")["sample_id"]
+    (cache / "shard_00001.parquet").unlink()
+    embedded: list[str] = []
+    original = TextEmbedder._embed_unique
+
+    def spy(self, texts, desc, progress):
+        embedded.extend(texts)
+        return original(self, texts, desc, progress)
+
+    monkeypatch.setattr(TextEmbedder, "_embed_unique", spy)
+    run_mod.run_teacher(env.ds.path, env.cfg, out)
+    gens = pd.read_parquet(out / "generations.parquet").set_index("sample_id")["generation"]
+    titles = set(env.ds.titles)
+    assert set(embedded) == set(gens.loc[lost]) - titles  # generations that echo a title reuse its vector
+    assert (out / "teacher_rankings.parquet").read_bytes() == (env.out / "teacher_rankings.parquet").read_bytes()
 
 
 def test_popularity_gamma_is_chosen_on_valid(env, monkeypatch):
