@@ -150,13 +150,13 @@ def _generations(ws: Workspace) -> pd.Series:
     return gens
 
 
-def _generation_embeddings(ws: Workspace, embedder: TextEmbedder) -> tuple[np.ndarray, pd.Index]:
+def _generation_embeddings(ws: Workspace, embedder: TextEmbedder) -> ShardedWork:
     """Every selected sample's generation embedded once, sharded and cached in work/gen-embed-<fp>/.
 
     Why: hybrid mode embeds the valid generations to choose its weight and then every shard, and
-    a hybrid run in a folder copied from a generate run would embed them all again (661 s of
-    Toys' CPU grounding). The cache key is the generations, the model and the dtype, not the
-    mode, so generate and hybrid share it. Returns the matrix and the sample ids of its rows.
+    a hybrid run in a folder copied from a generate run would embed them all again (Toys'
+    hybrid grounding on CPU took 661 s, most of it that). The cache key is the generations, the model and the dtype, not the
+    mode, so generate and hybrid share it. Read back with `.take(sample_ids)`, shard by shard.
     """
     gens = _generations(ws)
     gen_fp = read_json(ws.work_dir / "generation_info.json")["fingerprint"]
@@ -175,16 +175,12 @@ def _generation_embeddings(ws: Workspace, embedder: TextEmbedder) -> tuple[np.nd
     if n:
         seconds = time.perf_counter() - start
         ws.record_timing("embed_generations", seconds=seconds, samples_per_s=n / max(seconds, 1e-9), samples=n)
-    table = work.read()
-    emb = table["embedding"].combine_chunks().flatten().to_numpy().astype(np.float32)
-    return emb.reshape(table.num_rows, -1), pd.Index(table["sample_id"].to_numpy())
+    return work
 
 
-def _positions(index: pd.Index, sample_ids: pd.Series) -> np.ndarray:
-    pos = index.get_indexer(sample_ids)
-    if (pos < 0).any():  # get_indexer's -1 would silently pick the last row
-        raise KeyError(f"no cached generation embedding for samples {sample_ids[pos < 0].tolist()[:5]}")
-    return pos
+def _embedding_matrix(table: pa.Table) -> np.ndarray:
+    column = table["embedding"].combine_chunks()
+    return column.flatten().to_numpy().astype(np.float32).reshape(table.num_rows, column.type.list_size)
 
 
 def _ground(ws: Workspace) -> Path:
@@ -193,12 +189,12 @@ def _ground(ws: Workspace) -> Path:
     model = load_causal_lm(ws.model_dir, device, ws.dtype)
     embedder = TextEmbedder(model, load_tokenizer(ws.model_dir), device, g.embed_batch_size)
     items = _item_embeddings(ws, embedder)
-    gen_emb, gen_ids = _generation_embeddings(ws, embedder) if cfg.mode != "retrieve" else (None, None)
+    gen_work = _generation_embeddings(ws, embedder) if cfg.mode != "retrieve" else None
     groups = title_groups(ws.builder.titles)
     hist = (lambda rows: list(rows["history"]) if g.exclude_history else None)
 
     def queries(rows: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
-        gen_q = gen_emb[_positions(gen_ids, rows["sample_id"])] if gen_emb is not None else None
+        gen_q = _embedding_matrix(gen_work.take(rows["sample_id"].to_numpy())) if gen_work is not None else None
         ret_q = retrieve_queries(items, list(rows["history"]), cfg.retrieve_last, cfg.retrieve_decay) \
             if cfg.mode != "generate" else None
         return gen_q, ret_q
@@ -220,7 +216,7 @@ def _ground(ws: Workspace) -> Path:
     point, grid_scores = _select_grounding(ws, queries, scorer, hist, groups)
     fp = ws.fingerprint("ground", keys_hash(ws.keys), cfg.mode, g.top_n, g.exclude_history, cfg.retrieve_last,
                         cfg.retrieve_decay, point.get("weight"), point["gamma"] or None,
-                        read_json(ws.work_dir / "generation_info.json")["fingerprint"] if gen_emb is not None else None)
+                        read_json(ws.work_dir / "generation_info.json")["fingerprint"] if gen_work is not None else None)
 
     def shard(keys: np.ndarray) -> pa.Table:
         rows = ws.rows(keys)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -97,6 +98,19 @@ class ShardedWork:
 
     def read_shard(self, i: int) -> pa.Table:
         return pq.read_table(self.shard_path(i))
+
+    def take(self, keys: np.ndarray) -> pa.Table:
+        """The rows of `keys`, in that order, reading only the shards that hold them (bounded memory)."""
+        pos = pd.Index(self.keys).get_indexer(np.asarray(keys, dtype=np.int64))
+        if (pos < 0).any():
+            raise KeyError(f"{self.folder}: no rows for keys {np.asarray(keys)[pos < 0][:5].tolist()}")
+        shard_of = pos // self.shard_size
+        parts = [self.read_shard(int(i)).take(pa.array(pos[shard_of == i] - i * self.shard_size))
+                 for i in np.unique(shard_of)]
+        if not parts:
+            return self.read_shard(0).slice(0, 0)
+        by_shard = np.argsort(shard_of, kind="stable")  # the order of the concatenated parts
+        return pa.concat_tables(parts).take(pa.array(np.argsort(by_shard)))
 
     def read(self) -> pa.Table:
         """All shards in key order; raises if any is missing."""

@@ -60,3 +60,18 @@ def test_shard_output_must_hold_exactly_its_keys(tmp_path):
     assert work.pending() == [0, 1, 2]
     with pytest.raises(DataError, match="missing"):
         work.read()
+
+
+def test_take_returns_the_rows_of_any_keys_in_their_order_reading_only_their_shards(tmp_path, monkeypatch):
+    work = ShardedWork(tmp_path / "w", KEYS, shard_size=3, fingerprint="fp")
+    work.run(table)
+    read: list[int] = []
+    original = work.read_shard
+    monkeypatch.setattr(work, "read_shard", lambda i: read.append(i) or original(i))
+    wanted = np.array([42, 7, 99, 50, 5], dtype=np.int64)  # shards 3, 0, 1, 0, 3
+    out = work.take(wanted)
+    assert out["sample_id"].to_pylist() == wanted.tolist() and out["value"].to_pylist() == (wanted * 10).tolist()
+    assert sorted(read) == [0, 1, 3]  # shard 2 holds none of them
+    assert work.take(np.array([], dtype=np.int64)).num_rows == 0
+    with pytest.raises(KeyError, match=r"\[1000\]"):
+        work.take(np.array([7, 1000]))
