@@ -154,9 +154,9 @@ def _generation_embeddings(ws: Workspace, embedder: TextEmbedder) -> ShardedWork
     """Every selected sample's generation embedded once, sharded and cached in work/gen-embed-<fp>/.
 
     Why: hybrid mode embeds the valid generations to choose its weight and then every shard, and
-    a hybrid run in a folder copied from a generate run would embed them all again (Toys'
-    hybrid grounding on CPU took 661 s, most of it that). The cache key is the generations, the model and the dtype, not the
-    mode, so generate and hybrid share it. Read back with `.take(sample_ids)`, shard by shard.
+    a hybrid run in a folder copied from a generate run would embed them all again (Toys' hybrid
+    grounding on CPU took 661 s, most of it that). The cache key is the generations, the model
+    and the dtype, not the mode, so generate and hybrid share it. Read back with `.take(ids)`.
     """
     gens = _generations(ws)
     gen_fp = read_json(ws.work_dir / "generation_info.json")["fingerprint"]

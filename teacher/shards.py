@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -99,9 +100,13 @@ class ShardedWork:
     def read_shard(self, i: int) -> pa.Table:
         return pq.read_table(self.shard_path(i))
 
+    @cached_property
+    def _key_index(self) -> pd.Index:
+        return pd.Index(self.keys)  # built once: take() is called once per shard of the caller
+
     def take(self, keys: np.ndarray) -> pa.Table:
         """The rows of `keys`, in that order, reading only the shards that hold them (bounded memory)."""
-        pos = pd.Index(self.keys).get_indexer(np.asarray(keys, dtype=np.int64))
+        pos = self._key_index.get_indexer(np.asarray(keys, dtype=np.int64))
         if (pos < 0).any():
             raise KeyError(f"{self.folder}: no rows for keys {np.asarray(keys)[pos < 0][:5].tolist()}")
         shard_of = pos // self.shard_size
