@@ -44,7 +44,7 @@ def student_config(base: str, seed: int, args, distill: dict | None = None) -> S
     return StudentConfig(model=model, loss=LossConfig(dro_alpha=alpha),
                          distill=DistillConfig.model_validate({"enabled": distill is not None, **(distill or {})}),
                          train=TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed, device=args.device,
-                                           num_threads=args.threads))
+                                           num_threads=args.threads, mask_history=False))  # the paper's protocol
 
 
 def run_one(job: tuple[str, str, dict, str | None]) -> str:

@@ -72,7 +72,10 @@ class TrainConfig(BaseModel):
     patience: int = Field(10, ge=1, description="Early stopping: epochs without a better validation NDCG@20.")
     seed: int = Field(0, description="Seed for initialisation, shuffling and negative sampling.")
     eval_batch_size: int = Field(1024, ge=1, description="Batch size of full-ranking evaluation.")
-    mask_history: bool = Field(False, description="Exclude history items from the ranking at evaluation.")
+    mask_history: bool = Field(
+        True, description="Exclude the history items (not the target) from the ranking at evaluation, as the server "
+        "does (recommend(exclude_history=True)), so that early stopping and the served pick measure what is served. "
+        "False = the paper's protocol (benchmarks/results.py uses it for the tables of docs/results.md).")
     device: str = Field("auto", description="'auto' (CUDA when available), 'cpu' or 'cuda'.")
     amp: bool = Field(True, description="Mixed precision on CUDA (ignored on CPU).")
     num_threads: int | None = Field(None, ge=1, description="torch threads on CPU (None = torch default).")

@@ -158,6 +158,7 @@ def test_ablations_start_from_the_given_lambda_d_and_keep_whole_seeds_together()
     assert distill[0]["lambda_d"] == 0.0  # the ablation's own setting wins over the base lambda_d
     assert distill[1]["lambda_d"] == 0.1 and distill[1]["confidence"] == "candidate"
     assert all(cfg["loss"]["dro_alpha"] == 0.5 and teacher == "runs/games/retrieve" for _, _, cfg, teacher in jobs)
+    assert not any(cfg["train"]["mask_history"] for _, _, cfg, _ in jobs)  # the paper's protocol, as the tables
     default = results.ablation_jobs(argparse.Namespace(**{**vars(args), "lambdas": [results.DEFAULT_LAMBDA_D]}))
     assert Path(default[0][1]).parts[3] == "retrieve"  # the METHOD default keeps the plain teacher folder name
 
