@@ -78,12 +78,15 @@ def evaluate(
     split: SplitTensors,
     *,
     batch_size: int = 1024,
-    mask_history: bool = False,
+    mask_history: bool = True,
     ks: Iterable[int] = DEFAULT_KS,
     top_n: int = 20,
     device: torch.device | str | None = None,
 ) -> EvalResult:
     """HR/NDCG@ks over `split` by batched full ranking, plus each row's top-`top_n` items.
+
+    `mask_history` defaults to True like `TrainConfig.mask_history` and `recommend`: a student is
+    measured as it is served unless the caller asks for the paper's unmasked protocol.
 
     `top_n=0` skips the top-k lists (a third of the CPU time): per-epoch validation needs
     only the ranks.
