@@ -9,6 +9,7 @@ results_report.py. Commands: docs/results.md.
     python benchmarks/results.py students --dataset ml100k --teachers generate retrieve hybrid --seeds 0 1 2
     python benchmarks/results.py ablations --dataset ml100k --teacher retrieve --seeds 0 1 2
     python benchmarks/results.py report --datasets ml100k toys games --plot docs/img/results.png --store docs/results
+    python benchmarks/results.py masked --root runs/p10-games --dataset games --store docs/results/p10-games
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(Path(__file__).resolve().parent)]
 
+from results_masked import masked_report  # noqa: E402
 from results_report import BASES, DEFAULT_LAMBDA_D, MODES, dataset_reports, plot, print_report, teacher_dirs  # noqa: E402
 from student.config import DistillConfig, LossConfig, StudentConfig, TrainConfig  # noqa: E402
 from student.trainer import train_student  # noqa: E402
@@ -106,9 +108,10 @@ def ablation_jobs(args) -> list:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["students", "ablations", "report"])
+    p.add_argument("command", choices=["students", "ablations", "report", "masked"],
+                   help="masked: re-evaluate the finished students of --dataset with the history masked (results_masked.py)")
     p.add_argument("--root", default="runs", help="Run root holding <dataset>/data and the teacher folders.")
-    p.add_argument("--dataset", help="Dataset folder name under --root (students, ablations).")
+    p.add_argument("--dataset", help="Dataset folder name under --root (students, ablations, masked).")
     p.add_argument("--datasets", nargs="+", default=[], help="report: datasets to summarise.")
     p.add_argument("--teachers", nargs="+", default=list(MODES),
                    help="students: teacher folders under <root>/<dataset> to distil from (modes or variants like retrieve-pop).")
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--workers", type=int, default=2, help="runs in parallel")
     p.add_argument("--plot", type=Path, help="report: write a bar chart here")
-    p.add_argument("--store", type=Path, help="report: folder of per-dataset summaries (<dataset>.json); a dataset "
+    p.add_argument("--store", type=Path, help="report: folder of per-dataset summaries (<dataset>.json; masked: <dataset>-masked.json); a dataset "
                    "with run folders is written there, one without them is read from there")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -135,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
             print_report(rep)
         if args.plot:
             plot(reports, args.plot)
+        return
+    if args.command == "masked":
+        masked_report(Path(args.root), args.dataset, args.store)
         return
     jobs = students_jobs(args) if args.command == "students" else ablation_jobs(args)
     run_jobs(jobs, args.workers)

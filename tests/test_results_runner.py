@@ -195,3 +195,54 @@ def test_one_command_per_dataset_parses_as_the_pipeline_flow_and_matches_the_res
     want = sorted((model, alpha, lam) for model, alpha in report.BASES.values() for lam in FULL_LAMBDAS)
     assert got == want and len(params["students"]) == len(want)
     assert str(params["data"].path).startswith("../shared/data/")
+
+
+def test_masked_reevaluation_matches_the_served_protocol_and_is_cached(demo_dir, demo_dataset, demo_teacher_dir,
+                                                                        tmp_path, monkeypatch):
+    """`results.py masked`: each run's best.pt on valid and test with the history masked, as
+    `evaluate(mask_history=True)` gives it, stored next to the run and read back on a re-run;
+    gains and picks are recomputed under that protocol; another dataset version is refused."""
+    import shutil
+
+    import torch
+
+    from student.config import DistillConfig, ModelConfig, StudentConfig, TrainConfig
+    from student.data import split_tensors
+    from student.evaluate import evaluate
+    from student.recommend import load_student
+    from student.trainer import train_student
+
+    masked_mod = sys.modules["results_masked"]
+    torch.set_num_threads(1)
+    base = tmp_path / "runs" / "demo"
+    shutil.copytree(demo_dir, base / "data")
+    for label, distill in (("sasrec", False), ("sasrec+dllm2rec-retrieve", True)):
+        cfg = StudentConfig(model="sasrec", arch=ModelConfig(dim=16), distill=DistillConfig(enabled=distill),
+                            train=TrainConfig(epochs=2, seed=0, mask_history=False))
+        train_student(base / "data", cfg, base / "students" / label / "seed0", teacher_dir=demo_teacher_dir)
+
+    summary = {s["label"]: s for s in masked_mod.masked_report(tmp_path / "runs", "demo", tmp_path / "store")}
+    assert set(summary) == {"sasrec", "sasrec+dllm2rec-retrieve", "sasrec+dllm2rec-retrieve-served"}
+    run = base / "students" / "sasrec" / "seed0"
+    want = evaluate(load_student(run / "best.pt"), split_tensors(demo_dataset, "test"), mask_history=True, top_n=0)
+    unmasked = json.loads((run / "metrics.json").read_text())["test"]["NDCG@20"]
+    assert summary["sasrec"]["masked NDCG@20"] == pytest.approx(want.metrics["NDCG@20"], abs=1e-12)
+    assert summary["sasrec"]["NDCG@20"] == pytest.approx(unmasked, abs=1e-12)
+    assert abs(unmasked - want.metrics["NDCG@20"]) > 1e-3, "the demo must tell the two protocols apart"
+    assert json.loads((run / "masked.json").read_text())["test"] == pytest.approx(want.metrics)
+    kd = summary["sasrec+dllm2rec-retrieve"]
+    assert kd["masked gain"] == pytest.approx(kd["masked NDCG@20"] / summary["sasrec"]["masked NDCG@20"] - 1)
+    assert len(summary["sasrec+dllm2rec-retrieve-served"]["masked picked"]) == 1
+    assert strict_json(tmp_path / "store" / "demo-masked.json")[0]["label"] == "sasrec"
+
+    monkeypatch.setattr(masked_mod, "evaluate", lambda *a, **k: pytest.fail("a cached run was re-evaluated"))
+    again = {s["label"]: s for s in masked_mod.masked_report(tmp_path / "runs", "demo")}
+    assert again["sasrec"]["masked NDCG@20"] == summary["sasrec"]["masked NDCG@20"]
+
+    (run / "masked.json").unlink()
+    from pipeline.dataset import load_dataset
+    from tests.test_flows import extend_dataset
+
+    refreshed = load_dataset(extend_dataset(demo_dataset, tmp_path / "refreshed", n_new=2))  # another version
+    with pytest.raises(ValueError, match="trained on dataset version"):
+        masked_mod.masked_metrics(run, refreshed)
