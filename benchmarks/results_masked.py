@@ -33,10 +33,12 @@ MASKED_FILE = "masked.json"
 
 
 def masked_metrics(run: Path, dataset: Dataset) -> dict:
-    """`{"valid": metrics, "test": metrics}` of `run/best.pt` with the history masked (cached)."""
-    cached = run / MASKED_FILE
-    if cached.exists():
-        return read_json(cached)
+    """`{"valid": metrics, "test": metrics}` of `run/best.pt` with the history masked, cached per
+    checkpoint file (a run resumed with more epochs since gets a new best.pt and is re-evaluated)."""
+    cached, stat = run / MASKED_FILE, (run / "best.pt").stat()
+    key = {"checkpoint_mtime_ns": stat.st_mtime_ns, "checkpoint_bytes": stat.st_size}
+    if cached.exists() and (found := read_json(cached)).get("key") == key:
+        return found
     model = load_student(run / "best.pt")
     trained_on = model.checkpoint_info.get("dataset_hash") or "?"
     if trained_on != dataset.content_hash:
@@ -44,6 +46,7 @@ def masked_metrics(run: Path, dataset: Dataset) -> dict:
                          f"not on the one under this root ({dataset.content_hash[:12]})")
     out = {split: evaluate(model, split_tensors(dataset, split), batch_size=model.config.train.eval_batch_size,
                            mask_history=True, top_n=0).metrics for split in ("valid", "test")}
+    out["key"] = key
     write_json(out, cached)
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -200,7 +201,8 @@ def test_one_command_per_dataset_parses_as_the_pipeline_flow_and_matches_the_res
 def test_masked_reevaluation_matches_the_served_protocol_and_is_cached(demo_dir, demo_dataset, demo_teacher_dir,
                                                                         tmp_path, monkeypatch):
     """`results.py masked`: each run's best.pt on valid and test with the history masked, as
-    `evaluate(mask_history=True)` gives it, stored next to the run and read back on a re-run;
+    `evaluate(mask_history=True)` gives it, stored next to the run and read back on a re-run
+    (unless best.pt changed since);
     gains and picks are recomputed under that protocol; another dataset version is refused."""
     import shutil
 
@@ -235,11 +237,17 @@ def test_masked_reevaluation_matches_the_served_protocol_and_is_cached(demo_dir,
     assert len(summary["sasrec+dllm2rec-retrieve-served"]["masked picked"]) == 1
     assert strict_json(tmp_path / "store" / "demo-masked.json")[0]["label"] == "sasrec"
 
-    monkeypatch.setattr(masked_mod, "evaluate", lambda *a, **k: pytest.fail("a cached run was re-evaluated"))
+    def evaluated_again(*args, **kwargs):
+        raise RuntimeError("evaluated again")
+
+    monkeypatch.setattr(masked_mod, "evaluate", evaluated_again)
     again = {s["label"]: s for s in masked_mod.masked_report(tmp_path / "runs", "demo")}
     assert again["sasrec"]["masked NDCG@20"] == summary["sasrec"]["masked NDCG@20"]
 
-    (run / "masked.json").unlink()
+    best = run / "best.pt"  # a run resumed since has a new best.pt: its cache no longer applies
+    os.utime(best, ns=(best.stat().st_atime_ns, best.stat().st_mtime_ns + 1))
+    with pytest.raises(RuntimeError, match="evaluated again"):
+        masked_mod.masked_metrics(run, demo_dataset)
     from pipeline.dataset import load_dataset
     from tests.test_flows import extend_dataset
 
