@@ -7,8 +7,8 @@ Plain students put a history item first for almost every sample, which no target
 two protocols can disagree on whether distillation helps (docs/results.md, "masking the history").
 
 This re-evaluates each run's selected checkpoint (`best.pt`: the epoch choice is unchanged) on
-valid and test with the history masked, caches it next to the run (`masked.json`, skipped when
-present, so it resumes), and prints per student the test NDCG@20 and the gain over plain under
+valid and test with the history masked, caches it next to the run (`masked.json`, reused while
+best.pt is unchanged, so it resumes), and prints per student the test NDCG@20 and the gain over plain under
 both protocols, and which lambda_d valid would serve under each.
 
     python benchmarks/results.py masked --root runs/p10-games --dataset games --store docs/results/p10-games
@@ -75,7 +75,7 @@ def masked_summary(runs: pd.DataFrame, masked: pd.DataFrame) -> list[dict]:
         picks = label.endswith(("-tuned", "-served"))
         out.append({"label": label, "seeds": len(g),
                     "NDCG@20": g["NDCG@20"].mean(), "masked NDCG@20": m["NDCG@20"].mean(),
-                    "masked HR@1": m["HR@1"].mean() if "HR@1" in m and m["HR@1"].notna().all() else None,
+                    "masked HR@1": m["HR@1"].mean(),
                     "gain": gain_over_plain(runs, label, g), "masked gain": gain_over_plain(masked, label, m),
                     "picked": picked_lambdas(g) if picks else None, "masked picked": picked_lambdas(m) if picks else None})
     return out
@@ -88,8 +88,7 @@ def print_masked(name: str, summary: list[dict]) -> None:
           "|---|---|---|---|---|---|---|")
     for s in summary:
         picked = f"{', '.join(s['picked'])} / {', '.join(s['masked picked'])}" if s["picked"] else ""
-        hr1 = f"{s['masked HR@1']:.4f}" if s["masked HR@1"] is not None else ""
-        print(f"| {s['label']} | {s['seeds']} | {s['NDCG@20']:.4f} -> {s['masked NDCG@20']:.4f} | {hr1} | "
+        print(f"| {s['label']} | {s['seeds']} | {s['NDCG@20']:.4f} -> {s['masked NDCG@20']:.4f} | {s['masked HR@1']:.4f} | "
               f"{pct(s['gain'])} | {pct(s['masked gain'])} | {picked} |")
 
 
