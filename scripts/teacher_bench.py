@@ -39,6 +39,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--embed-batch", type=int, default=64, help="titles / generations per embedding forward pass")
     p.add_argument("--backends", default="hf", help="comma list of hf,vllm")
     p.add_argument("--beams", default="1,4", help="comma list of beam widths")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generation length (default: automatic, longest title + 2, at most 64); a title's p99 "
+                        "length + 2 measures what the cap costs")
     p.add_argument("--out", default=None, help="write the results JSON here too")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return p.parse_args()
@@ -70,7 +73,7 @@ def main() -> None:
     from teacher.config import FinetuneConfig, GenerationConfig, LoraSettings, ModelConfig, PromptConfig
     from teacher.embed import TextEmbedder
     from teacher.finetune import finetune_lora, seeded_sample
-    from teacher.generate import auto_max_new_tokens
+    from teacher.generate import max_new_tokens_for
     from teacher.ground import L2Scorer, chunked_topn
     from teacher.model import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype, resolve_model_dir
     from teacher.prompts import PromptBuilder
@@ -101,7 +104,7 @@ def main() -> None:
 
     test = seeded_sample(ds.split(args.prompt_split), args.n_prompts, 2)
     prompts = builder.prompts(test)
-    max_new = auto_max_new_tokens(tokenizer, builder.titles)
+    max_new, results["title_lengths"] = max_new_tokens_for(tokenizer, builder.titles, args.max_new_tokens)
     results["max_new_tokens"] = max_new
     generations: dict[str, list[str]] = {}
     for backend in args.backends.split(","):

@@ -85,7 +85,8 @@ class GenerationConfig(BaseModel):
 
     backend: Literal["auto", "vllm", "hf"] = Field("auto", description="'auto' = vllm when CUDA and vllm are importable, else hf.")
     num_beams: int = Field(4, ge=1, description="Beam width (BIGRec: 4, top beam used); 1 = greedy.")
-    max_new_tokens: int | None = Field(None, ge=1, description="None = longest catalogue title in tokens + 2 (closing quote, EOS).")
+    max_new_tokens: int | None = Field(None, ge=1, description="None = longest catalogue title in tokens + 2 (closing quote, EOS), at most 64. "
+                                          "The run logs how many titles a value cuts.")
     batch_size: int = Field(32, ge=1, description="HF backend: prompts per generate call (sorted by length).")
     shared_prefill: bool = Field(True, description="HF backend with beams: prefill each prompt once and copy its KV cache "
                                  "to every beam (same beams, 1/num_beams of the prompt compute).")

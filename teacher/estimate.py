@@ -20,7 +20,7 @@ import torch
 from teacher.config import TeacherConfig
 from teacher.embed import TextEmbedder
 from teacher.finetune import encode_frame, seeded_sample
-from teacher.generate import auto_max_new_tokens
+from teacher.generate import max_new_tokens_for
 from teacher.generate_hf import HFGenerator
 from teacher.ground import L2Scorer, chunked_topn
 from teacher.model import load_causal_lm, load_tokenizer
@@ -72,13 +72,14 @@ def estimate_teacher(dataset_dir, config: TeacherConfig, out_dir: str | Path | N
     generate = cfg.mode != "retrieve"
     n_ft = min(cfg.finetune.n_samples, len(ws.dataset.split("train"))) if generate and cfg.finetune.enabled else 0
     seconds: dict[str, float] = {}
+    lengths: dict | None = None
     if n_ft:
         per = _train_seconds_per_sample(ws, tokenizer, probe_rows)
         # eval passes are forward-only (~1/3 of a training step) over n_valid samples each epoch
         seconds["finetune"] = per * cfg.finetune.epochs * (n_ft + cfg.finetune.n_valid / 3)
     model = load_causal_lm(ws.model_dir, ws.device, ws.dtype)
     if generate:
-        max_new = cfg.generation.max_new_tokens or auto_max_new_tokens(tokenizer, ws.builder.titles)
+        max_new, lengths = max_new_tokens_for(tokenizer, ws.builder.titles, cfg.generation.max_new_tokens)
         gen = HFGenerator(ws.model_dir, None, cfg.generation, ws.device, ws.dtype, max_new, model=model, tokenizer=tokenizer)
         prompts = ws.builder.prompts(probe_rows)
         gen.generate(prompts[:1])
@@ -97,6 +98,7 @@ def estimate_teacher(dataset_dir, config: TeacherConfig, out_dir: str | Path | N
     seconds["total"] = sum(seconds.values())
     result = {"device": str(ws.device), "mode": cfg.mode, "n_rank": n_rank, "n_items": n_items, "n_finetune": n_ft,
               "probe": len(probe_rows), "seconds": {k: float(f"{v:.3g}") for k, v in seconds.items()},
+              "generation_length": lengths,
               "note": "generation timed with HF and the untrained base model: an upper bound"}
     log.info("estimate: %s", result)
     return result

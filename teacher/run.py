@@ -26,7 +26,7 @@ from pipeline.metrics import metrics_from_ranks
 from teacher.config import TeacherConfig
 from teacher.embed import TextEmbedder, embed_titles
 from teacher.finetune import finetune_lora, read_adapter_meta, seeded_sample
-from teacher.generate import auto_max_new_tokens, choose_backend, make_generator
+from teacher.generate import choose_backend, make_generator, max_new_tokens_for
 from teacher.ground import L2Scorer, chunked_topn, teacher_ranks, title_groups
 from teacher.model import empty_cache, load_causal_lm, load_tokenizer
 from teacher.modes import HybridScorer, PopularityScorer, grid_key, retrieve_queries, select_on_valid
@@ -91,7 +91,7 @@ def generate_step(dataset_dir: DatasetArg, config: TeacherConfig, out_dir: str |
 def _generate(ws: Workspace, adapter_dir: Path | None) -> Path:
     cfg = ws.config.generation
     tokenizer = load_tokenizer(ws.model_dir)
-    max_new = cfg.max_new_tokens or auto_max_new_tokens(tokenizer, ws.builder.titles)
+    max_new, lengths = max_new_tokens_for(tokenizer, ws.builder.titles, cfg.max_new_tokens)
     backend = choose_backend(cfg, ws.device)
     adapter_hash = read_adapter_meta(adapter_dir)["adapter_hash"] if adapter_dir else "none"
     fp = ws.fingerprint("generate", ws.builder.hash, adapter_hash, backend, cfg.num_beams, max_new, cfg.length_penalty,
@@ -113,7 +113,7 @@ def _generate(ws: Workspace, adapter_dir: Path | None) -> Path:
     table = table.append_column("split", pa.array(splits, pa.string()))
     write_parquet(table.select(["sample_id", "split", "generation", "raw"]), ws.generations_path)
     write_json({"fingerprint": fp, "backend": backend, "num_beams": cfg.num_beams, "max_new_tokens": max_new,
-                "adapter_hash": adapter_hash}, ws.work_dir / "generation_info.json")
+                "adapter_hash": adapter_hash, "title_lengths": lengths}, ws.work_dir / "generation_info.json")
     return ws.generations_path
 
 
@@ -320,7 +320,8 @@ def _manifest(ws: Workspace, metrics: dict, point: dict[str, float], grid_scores
         "mode": cfg.mode,
         "backend": gen_info["backend"] if gen_info else None,
         "generation": {"num_beams": cfg.generation.num_beams, "max_new_tokens": gen_info["max_new_tokens"],
-                       "length_penalty": cfg.generation.length_penalty} if gen_info else None,
+                       "length_penalty": cfg.generation.length_penalty,
+                       "title_lengths": gen_info.get("title_lengths")} if gen_info else None,
         "retrieve": {"last": cfg.retrieve_last, "decay": cfg.retrieve_decay} if cfg.mode != "generate" else None,
         "hybrid_weight": point.get("weight"),
         "popularity_gamma": point["gamma"],

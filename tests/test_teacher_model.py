@@ -13,7 +13,8 @@ from pipeline.io import read_json
 from teacher.config import FinetuneConfig, GenerationConfig, LoraSettings, ModelConfig, PromptConfig
 from teacher.embed import TextEmbedder
 from teacher.finetune import adapter_hash, finetune_lora, read_adapter_meta
-from teacher.generate import auto_max_new_tokens, choose_backend, stop_token_ids
+from teacher.generate import (auto_max_new_tokens, choose_backend, max_new_tokens_for, stop_token_ids,
+                              title_token_lengths)
 from teacher.generate_hf import HFGenerator
 from teacher.model import ModelNotFoundError, load_causal_lm, load_tokenizer, resolve_model_dir
 from teacher.prompts import PromptBuilder
@@ -64,6 +65,24 @@ def test_stop_tokens_and_max_new_tokens(env):
     longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in env.ds.titles)
     assert auto_max_new_tokens(tok, env.ds.titles) == longest + 2
     assert auto_max_new_tokens(tok, env.ds.titles, cap=3) == 3
+
+
+class _CharTokenizer:
+    """One token per character: lengths are plain to compute by hand."""
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [list(t) for t in texts]}
+
+
+def test_max_new_tokens_reports_what_it_cuts():
+    titles = ["ab", "abcd", "abcdefgh", "abcd", "a" * 20]  # distinct lengths 2, 4, 8, 20
+    assert title_token_lengths(_CharTokenizer(), titles).tolist() == [2, 4, 8, 20]
+    max_new, summary = max_new_tokens_for(_CharTokenizer(), titles, None)
+    assert max_new == 22 and summary["titles_cut"] == 0 and summary["title_tokens_max"] == 20
+    max_new, summary = max_new_tokens_for(_CharTokenizer(), titles, 8)  # 6 tokens fit: the 8 and 20 are cut
+    assert max_new == 8 and summary["titles_cut"] == 2 and summary["titles"] == 4
+    assert summary["title_tokens_p50"] == 6  # numpy's linear percentile of 2, 4, 8, 20
+    assert max_new_tokens_for(_CharTokenizer(), ["a" * 100], None)[0] == 64  # the automatic cap
 
 
 def test_backend_choice():

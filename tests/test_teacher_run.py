@@ -16,6 +16,7 @@ from pipeline.metrics import metrics_from_ranks
 from teacher.cli import app
 from teacher.finetune import read_adapter_meta
 from teacher.ground import teacher_ranks, title_groups
+from teacher.model import load_tokenizer
 from teacher.prompts import PromptBuilder
 from tests.teacher_helpers import demo_dataset, template_corpus, tiny_config, tiny_llama_dir
 
@@ -51,7 +52,7 @@ def test_artifacts_load_and_cover_the_selected_samples(env):
 def test_rankings_are_the_l2_ranking_of_the_generation_embeddings(env):
     """Recompute one sample by brute force from the stored item embeddings and the generated text."""
     from teacher.embed import TextEmbedder
-    from teacher.model import load_causal_lm, load_tokenizer
+    from teacher.model import load_causal_lm
 
     art = load_teacher_artifacts(env.out, env.ds)
     gens = pd.read_parquet(env.out / "generations.parquet").set_index("sample_id")["generation"]
@@ -73,7 +74,10 @@ def test_manifest_contents(env):
     assert m["model_id"] == str(env.model_dir) and m["mode"] == "generate" and m["backend"] == "hf"
     assert m["adapter_hash"] == read_adapter_meta(env.out / "adapter")["adapter_hash"]
     assert m["prompt_hash"] == builder.hash and m["prompt_words"]["verb"] == "played"
+    lengths = m["generation"].pop("title_lengths")
     assert m["generation"] == {"num_beams": 2, "max_new_tokens": 6, "length_penalty": 1.0}
+    tokens = load_tokenizer(env.model_dir)(list(dict.fromkeys(env.ds.titles)), add_special_tokens=False)["input_ids"]
+    assert lengths["titles_cut"] == sum(len(t) > 4 for t in tokens) > 0  # 6 new tokens leave 4 for the title
     assert m["exclude_history"] is True and m["metrics_protocol"]["identical_titles"] == "best rank"
     assert m["top_n"] == 10 and m["dim"] == 64
     assert set(m["timings"]) >= {"finetune", "generate", "embed_items", "ground"}
@@ -209,6 +213,8 @@ def test_estimate_dry_run(env):
     assert all(est["seconds"][k] > 0 for k in ("finetune", "generate", "embed", "ground"))
     assert est["seconds"]["total"] == pytest.approx(sum(v for k, v in est["seconds"].items() if k != "total"), abs=0.5)
     assert not (env.root / "est" / "teacher_manifest.json").exists()
+    lengths = est["generation_length"]
+    assert lengths["max_new_tokens"] == 6 and lengths["title_tokens_max"] > 4 and lengths["titles_cut"] > 0
 
 
 def test_subset_run_ranks_exactly_the_given_samples_with_the_existing_adapter(env, monkeypatch):
