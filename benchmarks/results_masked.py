@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from pipeline.dataset import Dataset, load_dataset
 from pipeline.io import read_json, write_json
-from results_report import gain_over_plain, load_runs, picked_lambdas, tuned_runs
+from results_report import gain_over_plain, load_ablation_runs, load_runs, picked_lambdas, tuned_runs
 from student.data import split_tensors
 from student.evaluate import evaluate
 from student.recommend import load_student
@@ -53,18 +53,23 @@ def masked_metrics(run: Path, dataset: Dataset) -> dict:
 
 def masked_runs(base: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs under `base/students` as the paper measures them, and the same runs masked
-    (test and valid columns replaced), each with its `-tuned`/`-served` picks appended."""
+    (test and valid columns replaced), each with its `-tuned`/`-served` picks appended, then the
+    ablations (`dros+dllm2rec-<teacher[@lambda_d]>/<ablation>`: compared with plain DROS, never picked)."""
     runs = load_runs(base / "students")
     if not len(runs):
         raise SystemExit(f"masked: no finished runs under {base / 'students'}")
+    n_students = len(runs)
+    ablations = load_ablation_runs(base)
+    if len(ablations):
+        ablations = ablations.assign(label="dros+dllm2rec-" + ablations["from"] + "/" + ablations["label"])
+        runs = pd.concat([runs, ablations.drop(columns="from")], ignore_index=True)
     dataset = load_dataset(base / "data")
     rows = [masked_metrics(run, dataset) for run in tqdm(runs["run"], desc="masked re-evaluation", unit="run")]
     masked = runs.assign(**{"NDCG@20": [r["test"]["NDCG@20"] for r in rows],
                             "HR@20": [r["test"]["HR@20"] for r in rows],
                             "HR@1": [r["test"]["HR@1"] for r in rows],
                             "valid NDCG@20": [r["valid"]["NDCG@20"] for r in rows]})
-    return (pd.concat([runs, tuned_runs(runs)], ignore_index=True),
-            pd.concat([masked, tuned_runs(masked)], ignore_index=True))
+    return tuple(pd.concat([r, tuned_runs(r.iloc[:n_students])], ignore_index=True) for r in (runs, masked))
 
 
 def masked_summary(runs: pd.DataFrame, masked: pd.DataFrame) -> list[dict]:

@@ -173,16 +173,22 @@ def report_dataset(root: Path, name: str) -> dict:
                                 "overlap@20": g["overlap@20"].mean(), "best_epoch": g["best_epoch"].mean(),
                                 "train_s": g["train_s"].mean(), "gain NDCG@20": gain_over_plain(runs, label, g),
                                 "teacher_wins": float(np.mean([w for w in wins if w is not None])) if wins else None})
-    ab = base / "ablations"
-    for folder in sorted(ab.glob("*")) if ab.exists() else []:
-        done = load_runs(folder)
-        for label, g in (done.groupby("label", sort=False) if len(done) else []):
-            out["ablations"].append({"teacher": folder.name, "label": label, "seeds": len(g), "HR@20": fmt(g["HR@20"]),
-                                     "NDCG@20": fmt(g["NDCG@20"]), "NDCG@20_mean": g["NDCG@20"].mean(),
-                                     # the full model of this folder (teacher[@lambda_d]) and plain DROS, same seeds
-                                     "vs full": gain_over(runs, f"dros+dllm2rec-{folder.name}", g),
-                                     "vs plain": gain_over(runs, "dros", g)})
+    ablations = load_ablation_runs(base)
+    for (source, label), g in (ablations.groupby(["from", "label"], sort=False) if len(ablations) else []):
+        out["ablations"].append({"teacher": source, "label": label, "seeds": len(g), "HR@20": fmt(g["HR@20"]),
+                                 "NDCG@20": fmt(g["NDCG@20"]), "NDCG@20_mean": g["NDCG@20"].mean(),
+                                 # the full model of this folder (teacher[@lambda_d]) and plain DROS, same seeds
+                                 "vs full": gain_over(runs, f"dros+dllm2rec-{source}", g),
+                                 "vs plain": gain_over(runs, "dros", g)})
     return out
+
+
+def load_ablation_runs(base: Path) -> pd.DataFrame:
+    """The runs under `base/ablations/<teacher[@lambda_d]>/<ablation>/seed<k>`, labelled by the
+    ablation, with `from` = the folder of the full DROS + DLLM2Rec model each one changes."""
+    folders = sorted((base / "ablations").glob("*")) if (base / "ablations").exists() else []
+    parts = [runs.assign(**{"from": folder.name}) for folder in folders if len(runs := load_runs(folder))]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def without_nan(value):

@@ -254,3 +254,35 @@ def test_masked_reevaluation_matches_the_served_protocol_and_is_cached(demo_dir,
     refreshed = load_dataset(extend_dataset(demo_dataset, tmp_path / "refreshed", n_new=2))  # another version
     with pytest.raises(ValueError, match="trained on dataset version"):
         masked_mod.masked_metrics(run, refreshed)
+
+
+def test_masked_table_compares_ablations_with_plain_dros_and_never_serves_them(demo_dir, tmp_path, monkeypatch):
+    """Ablation runs (`ablations/<teacher@lambda_d>/<name>/seed<k>`) get a masked row with their gain
+    over plain DROS under both protocols, and are not candidates of the `-served` pick even when their
+    valid is the best. The masked evaluation itself is replaced by fixed numbers here (the test above
+    checks it against `evaluate`); the metrics files are the runner's format."""
+    import shutil
+
+    masked_mod = sys.modules["results_masked"]
+    base = tmp_path / "runs" / "games"
+    shutil.copytree(demo_dir, base / "data")
+    # (folder, unmasked valid / test, masked valid / test)
+    runs = {"students/dros/seed0": (0.030, 0.020, 0.040, 0.025),
+            "students/dros+dllm2rec-retrieve@lambda_d0.1/seed0": (0.031, 0.022, 0.035, 0.024),
+            "ablations/retrieve@lambda_d0.1/no-embedding-distillation/seed0": (0.050, 0.023, 0.050, 0.020)}
+    for folder, (valid, test, _, _) in runs.items():
+        (base / folder).mkdir(parents=True)
+        (base / folder / "metrics.json").write_text(json.dumps({
+            "test": {"HR@20": 0.1, "NDCG@20": test, "HR@10": 0.08, "NDCG@10": 0.04}, "valid": {"NDCG@20": valid},
+            "best_epoch": 3, "train_seconds": 9.0, "config": {"distill": {"lambda_d": 0.1}}, "teacher": None}))
+    fixed = {str(base / f): {"valid": {"NDCG@20": mv}, "test": {"NDCG@20": mt, "HR@20": 0.2, "HR@1": 0.01}}
+             for f, (_, _, mv, mt) in runs.items()}
+    monkeypatch.setattr(masked_mod, "masked_metrics", lambda run, dataset: fixed[str(run)])
+
+    summary = {s["label"]: s for s in masked_mod.masked_report(tmp_path / "runs", "games")}
+    ablation = summary["dros+dllm2rec-retrieve@lambda_d0.1/no-embedding-distillation"]
+    assert ablation["gain"] == pytest.approx(0.023 / 0.020 - 1) and ablation["masked gain"] == pytest.approx(0.020 / 0.025 - 1)
+    assert ablation["picked"] is None
+    served = summary["dros+dllm2rec-retrieve-served"]  # the ablation's valid 0.050 would win if it were a candidate
+    assert served["picked"] == ["0.1"] and served["masked picked"] == ["plain"]
+    assert served["masked NDCG@20"] == pytest.approx(0.025)
