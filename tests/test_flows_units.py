@@ -387,7 +387,12 @@ def test_full_profile_tunes_lambda_d_per_model():
     params = profile_parameters("full")
     pairs = {(s.model, s.distill.enabled, s.distill.lambda_d, s.distill.embedding.enabled) for s in params["students"]}
     for model in ("gru4rec", "caser", "sasrec"):
-        assert {(model, True, lam, True) for lam in (0.7, 0.3, 0.1, 0.0)} <= pairs
+        assert {(model, True, lam, True) for lam in (0.7, 0.3, 0.1, 0.0)} | {(model, True, 0.1, False)} <= pairs
+    # ranking only and ranking + embedding at 0.1 are distinct students (labels, so output folders)
+    from flows.distill_flow import plan_students, student_label
+    labels = [student_label(s) for s in params["students"]]
+    assert len(set(labels)) == len(labels) == 15 and sum("-kd-rank-" in x for x in labels) == 3
+    assert len(plan_students(params["students"], with_baselines=True)) == 18
     # no popularity grounding by default: on ml-100k it made the teacher 5x better on its own
     # metrics and the distilled students worse (docs/results.md)
     assert params["teacher"].popularity_gammas == [0.0]

@@ -182,9 +182,9 @@ PIPELINE_TEACHERS = {"games": "retrieve", "toys": "retrieve", "ml100k": "hybrid"
 def test_one_command_per_dataset_parses_as_the_pipeline_flow_and_matches_the_results_runs(path):
     """`dllm2rec flow pipeline --params benchmarks/results/<dataset>_pipeline.json` is the one command
     per dataset of docs/results.md: Prefect must accept it, and it must hold the same teacher config
-    as the results' teacher run and every base model at every lambda_d of the `full` profile."""
+    as the results' teacher run and every base model with every distillation variant of the `full` profile."""
     from flows.pipeline_flow import pipeline
-    from flows.profiles import FULL_LAMBDAS
+    from flows.profiles import full_distill_candidates
 
     raw = json.loads(path.read_text())
     params = pipeline.validate_parameters(raw)
@@ -192,8 +192,10 @@ def test_one_command_per_dataset_parses_as_the_pipeline_flow_and_matches_the_res
     assert path.stem == f"{dataset}_pipeline" and set(PIPELINE_TEACHERS) == {p.stem.split("_")[0] for p in PIPELINE_FILES}
     teacher_file = path.parent / f"{dataset}_teacher_{PIPELINE_TEACHERS[dataset]}.json"
     assert raw["teacher"] == json.loads(teacher_file.read_text())
-    got = sorted((s.model, s.loss.dro_alpha, s.distill.lambda_d) for s in params["students"] if s.distill.enabled)
-    want = sorted((model, alpha, lam) for model, alpha in report.BASES.values() for lam in FULL_LAMBDAS)
+    got = sorted((s.model, s.loss.dro_alpha, s.distill.lambda_d, s.distill.embedding.enabled)
+                 for s in params["students"] if s.distill.enabled)
+    want = sorted((model, alpha, d.lambda_d, d.embedding.enabled)
+                  for model, alpha in report.BASES.values() for d in full_distill_candidates())
     assert got == want and len(params["students"]) == len(want)
     assert str(params["data"].path).startswith("../shared/data/")
 
