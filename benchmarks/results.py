@@ -77,9 +77,10 @@ def students_jobs(args) -> list:
                          str(overlap_teacher) if overlap_teacher else None))
             for mode, folder in teachers.items():
                 for lam in args.lambdas:
-                    cfg = student_config(name, seed, args, distill={"lambda_d": lam})
-                    jobs.append((str(base / "data"), str(base / "students" / distilled_label(name, mode, lam) / f"seed{seed}"),
-                                 cfg.model_dump(mode="json"), str(folder)))
+                    distill = {"lambda_d": lam, **({"embedding": {"enabled": False}} if args.ranking_only else {})}
+                    label = distilled_label(name, mode, lam, ranking_only=args.ranking_only)
+                    jobs.append((str(base / "data"), str(base / "students" / label / f"seed{seed}"),
+                                 student_config(name, seed, args, distill=distill).model_dump(mode="json"), str(folder)))
     return jobs
 
 
@@ -89,8 +90,11 @@ def teacher_label(mode: str, lambda_d: float) -> str:
     return mode if lambda_d == DEFAULT_LAMBDA_D else f"{mode}@lambda_d{lambda_d:g}"
 
 
-def distilled_label(base: str, mode: str, lambda_d: float) -> str:
-    """`dros+dllm2rec-hybrid` at the METHOD default lambda_d, `dros+dllm2rec-hybrid@lambda_d0.1` otherwise."""
+def distilled_label(base: str, mode: str, lambda_d: float, ranking_only: bool = False) -> str:
+    """`dros+dllm2rec-hybrid` at the METHOD default lambda_d, `dros+dllm2rec-hybrid@lambda_d0.1` otherwise;
+    without embedding distillation `dros+dllm2rec-hybrid@lambda_d0.1-rank` (a '-tuned'/'-served' candidate too)."""
+    if ranking_only:
+        return f"{base}+dllm2rec-{mode}@lambda_d{lambda_d:g}-rank"
     return f"{base}+dllm2rec-{teacher_label(mode, lambda_d)}"
 
 
@@ -121,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lambdas", nargs="+", type=float, default=[DEFAULT_LAMBDA_D],
                    help="students: lambda_d values to train (the report adds '-tuned' and '-served' rows picked on "
                         "valid per seed); ablations: the lambda_d of the full model each ablation starts from.")
+    p.add_argument("--ranking-only", action="store_true",
+                   help="students: train the distilled runs without embedding distillation (the ranking loss alone, "
+                        "a `full`-profile candidate), labelled '...@lambda_d<x>-rank'.")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--patience", type=int, default=10)

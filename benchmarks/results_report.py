@@ -91,6 +91,7 @@ def load_runs(folder: Path) -> pd.DataFrame:
                      "NDCG@10": m["test"]["NDCG@10"], "valid NDCG@20": m["valid"]["NDCG@20"], "overlap@20": overlap,
                      "best_epoch": m["best_epoch"], "train_s": m["train_seconds"],
                      "lambda_d": (m.get("config", {}).get("distill") or {}).get("lambda_d"),
+                     "ranking_only": ranking_only(m.get("config", {}).get("distill") or {}),
                      # plain runs too: the teacher of the overlap ("before distillation"), by its folder
                      # name under the dataset, so that a run root moved elsewhere still finds it
                      "teacher": Path(m["teacher"]["path"]).name if m.get("teacher") else ""})
@@ -141,9 +142,18 @@ def gain_over_plain(runs: pd.DataFrame, label: str, group: pd.DataFrame) -> floa
     return gain_over(runs, label.split("+")[0], group) if "+" in label else None
 
 
+def ranking_only(distill: dict) -> bool:
+    """A distilled run without embedding distillation (the ranking loss alone)."""
+    return bool(distill.get("enabled")) and (distill.get("embedding") or {}).get("enabled") is False
+
+
 def picked_lambdas(runs: pd.DataFrame) -> list[str]:
-    """The lambda_d values the valid selection picked, one per seed; NaN (the plain student) as 'plain'."""
-    return [f"{x:g}" if pd.notna(x) else "plain" for x in runs.sort_values("seed")["lambda_d"]]
+    """The lambda_d values the valid selection picked, one per seed; NaN (the plain student) as 'plain',
+    the ranking loss alone as '0.1 rank'."""
+    runs = runs.sort_values("seed")
+    rank = runs["ranking_only"] if "ranking_only" in runs else pd.Series(False, index=runs.index)
+    return [("plain" if pd.isna(x) else f"{x:g}" + (" rank" if isinstance(r, (bool, np.bool_)) and r else ""))
+            for x, r in zip(runs["lambda_d"], rank)]
 
 
 def fmt(values: pd.Series) -> str:

@@ -25,6 +25,34 @@ def run(label: str, seed: int, valid: float, test: float, lam: float) -> dict:
 def test_labels_keep_the_default_name_for_the_method_default():
     assert results.distilled_label("dros", "hybrid", 0.7) == "dros+dllm2rec-hybrid"
     assert results.distilled_label("dros", "hybrid", 0.1) == "dros+dllm2rec-hybrid@lambda_d0.1"
+    # ranking only always names its lambda_d, so that '-tuned'/'-served' group it with its model's runs
+    assert results.distilled_label("dros", "hybrid", 0.7, ranking_only=True) == "dros+dllm2rec-hybrid@lambda_d0.7-rank"
+
+
+def test_ranking_only_runs_are_candidates_and_say_so_in_the_pick(tmp_path):
+    """`students --ranking-only` trains without embedding distillation; its runs join the '-served'
+    pick of their model and the pick names them ('0.1 rank'), read back from metrics.json."""
+    args = argparse.Namespace(root=str(tmp_path), dataset="games", teachers=["retrieve"], bases=["sasrec"], lambdas=[0.1],
+                              seeds=[0], epochs=1, patience=1, device="cpu", threads=1, ranking_only=True)
+    (tmp_path / "games" / "retrieve").mkdir(parents=True)
+    (tmp_path / "games" / "retrieve" / "teacher_manifest.json").write_text("{}")  # what marks a teacher folder
+    jobs = results.students_jobs(args)
+    distilled = [j for j in jobs if j[2]["distill"]["enabled"]]
+    assert len(jobs) == 2 and Path(distilled[0][1]).parent.name == "sasrec+dllm2rec-retrieve@lambda_d0.1-rank"
+    assert distilled[0][2]["distill"]["embedding"]["enabled"] is False and distilled[0][2]["distill"]["lambda_d"] == 0.1
+    for _, out, cfg, _ in jobs + [(None, str(tmp_path / "students" / "sasrec+dllm2rec-retrieve@lambda_d0.1" / "seed0"),
+                                   {**distilled[0][2], "distill": {"enabled": True, "lambda_d": 0.1}}, None)]:
+        out = tmp_path / "students" / Path(out).parent.name / "seed0"
+        out.mkdir(parents=True, exist_ok=True)
+        valid = 0.05 if out.parent.name.endswith("-rank") else 0.04  # ranking only is the best on valid
+        (out / "metrics.json").write_text(json.dumps({
+            "test": {"HR@20": 0.1, "NDCG@20": 0.02, "HR@10": 0.08, "NDCG@10": 0.01}, "valid": {"NDCG@20": valid},
+            "best_epoch": 1, "train_seconds": 1.0, "config": cfg, "teacher": None}))
+    runs = report.load_runs(tmp_path / "students")
+    served = report.tuned_runs(runs)
+    served = served[served["label"] == "sasrec+dllm2rec-retrieve-served"]
+    assert report.picked_lambdas(served) == ["0.1 rank"]
+    assert report.picked_lambdas(runs[runs["label"] == "sasrec+dllm2rec-retrieve@lambda_d0.1"]) == ["0.1"]
 
 
 def test_tuned_rows_pick_the_best_valid_run_per_seed():
