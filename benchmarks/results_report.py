@@ -151,9 +151,8 @@ def picked_lambdas(runs: pd.DataFrame) -> list[str]:
     """The lambda_d values the valid selection picked, one per seed; NaN (the plain student) as 'plain',
     the ranking loss alone as '0.1 rank'."""
     runs = runs.sort_values("seed")
-    rank = runs["ranking_only"] if "ranking_only" in runs else pd.Series(False, index=runs.index)
-    return [("plain" if pd.isna(x) else f"{x:g}" + (" rank" if isinstance(r, (bool, np.bool_)) and r else ""))
-            for x, r in zip(runs["lambda_d"], rank)]
+    rank = runs.get("ranking_only", pd.Series(False, index=runs.index)).eq(True)  # missing / NaN: not ranking only
+    return ["plain" if pd.isna(x) else f"{x:g}" + (" rank" if r else "") for x, r in zip(runs["lambda_d"], rank)]
 
 
 def fmt(values: pd.Series) -> str:
