@@ -77,7 +77,7 @@ def students_jobs(args) -> list:
                          str(overlap_teacher) if overlap_teacher else None))
             for mode, folder in teachers.items():
                 for lam in args.lambdas:
-                    distill = {"lambda_d": lam, **({"embedding": {"enabled": False}} if args.ranking_only else {})}
+                    distill = {"lambda_d": lam, **(ABLATIONS["no-embedding-distillation"] if args.ranking_only else {})}
                     label = distilled_label(name, mode, lam, ranking_only=args.ranking_only)
                     jobs.append((str(base / "data"), str(base / "students" / label / f"seed{seed}"),
                                  student_config(name, seed, args, distill=distill).model_dump(mode="json"), str(folder)))
