@@ -3,7 +3,8 @@
 Runs live under runs/<dataset>/ (git-ignored): data/ (dllm2rec data prepare), one teacher folder
 per mode (dllm2rec teacher run), and students/<label>/seed<k>/ (best.pt, metrics.json,
 test_ranks.parquet). Every student is `student.trainer.train_student` with `resume=True`, so a
-killed grid resumes where it stopped; finished runs are skipped. The report lives in
+killed grid resumes where it stopped; finished runs are skipped (a run that ended at the epoch cap
+resumes when `--epochs` is raised). The report lives in
 results_report.py. Commands: docs/results.md.
 
     python benchmarks/results.py students --dataset ml100k --teachers generate retrieve hybrid --seeds 0 1 2
@@ -14,6 +15,7 @@ results_report.py. Commands: docs/results.md.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -57,8 +59,18 @@ def run_one(job: tuple[str, str, dict, str | None]) -> str:
             f"(best epoch {metrics['best_epoch']}, {time.perf_counter() - start:.0f}s)")
 
 
+def finished(out_dir: str, config: dict) -> bool:
+    """A run is done once it stopped early or used up the epochs asked for now: raising `--epochs`
+    resumes the runs that ended at the old cap (from last.pt, the same as an uninterrupted run)."""
+    path = Path(out_dir) / "metrics.json"
+    if not path.exists():
+        return False
+    metrics = json.loads(path.read_text())
+    return metrics.get("stopped_early", True) or metrics["epochs_run"] >= config["train"]["epochs"]
+
+
 def run_jobs(jobs: list[tuple[str, str, dict, str | None]], workers: int) -> None:
-    todo = [j for j in jobs if not (Path(j[1]) / "metrics.json").exists()]
+    todo = [j for j in jobs if not finished(j[1], j[2])]
     log.info("%d runs, %d already done, %d to train with %d workers", len(jobs), len(jobs) - len(todo), len(todo), workers)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for done, line in enumerate(pool.map(run_one, todo), 1):

@@ -29,6 +29,21 @@ def test_labels_keep_the_default_name_for_the_method_default():
     assert results.distilled_label("dros", "hybrid", 0.7, ranking_only=True) == "dros+dllm2rec-hybrid@lambda_d0.7-rank"
 
 
+def test_a_run_that_ended_at_the_epoch_cap_resumes_when_the_cap_is_raised(tmp_path):
+    def metrics(folder: str, epochs_run: int, stopped_early: bool) -> str:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "metrics.json").write_text(json.dumps({"epochs_run": epochs_run,
+                                                                    "stopped_early": stopped_early}))
+        return str(tmp_path / folder)
+
+    capped, stopped = metrics("capped", 100, False), metrics("stopped", 40, True)
+    cap = {100: {"train": {"epochs": 100}}, 150: {"train": {"epochs": 150}}}
+    assert results.finished(capped, cap[100]) and not results.finished(capped, cap[150])
+    assert results.finished(stopped, cap[100]) and results.finished(stopped, cap[150])
+    assert results.finished(capped, {"train": {"epochs": 30}})  # a lower cap never re-trains
+    assert not results.finished(str(tmp_path / "never-ran"), cap[100])
+
+
 def test_ranking_only_runs_are_candidates_and_say_so_in_the_pick(tmp_path):
     """`students --ranking-only` trains without embedding distillation; its runs join the '-served'
     pick of their model and the pick names them ('0.1 rank'), read back from metrics.json."""
