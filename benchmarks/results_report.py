@@ -90,6 +90,7 @@ def load_runs(folder: Path) -> pd.DataFrame:
                      "HR@20": m["test"]["HR@20"], "NDCG@20": m["test"]["NDCG@20"], "HR@10": m["test"]["HR@10"],
                      "NDCG@10": m["test"]["NDCG@10"], "valid NDCG@20": m["valid"]["NDCG@20"], "overlap@20": overlap,
                      "best_epoch": m["best_epoch"], "train_s": m["train_seconds"],
+                     "capped": m.get("stopped_early") is False,  # ended at the epoch cap: maybe under-trained
                      "lambda_d": (m.get("config", {}).get("distill") or {}).get("lambda_d"),
                      "ranking_only": ranking_only(m.get("config", {}).get("distill") or {}),
                      # plain runs too: the teacher of the overlap ("before distillation"), by its folder
@@ -180,6 +181,7 @@ def report_dataset(root: Path, name: str) -> dict:
                                 "lambda_d": picked_lambdas(g) if label.endswith(("-tuned", "-served")) else None, "HR@20": fmt(g["HR@20"]), "NDCG@20": fmt(g["NDCG@20"]),
                                 "HR@20_mean": g["HR@20"].mean(), "NDCG@20_mean": g["NDCG@20"].mean(),
                                 "overlap@20": g["overlap@20"].mean(), "best_epoch": g["best_epoch"].mean(),
+                                "capped": int(g["capped"].sum()),
                                 "train_s": g["train_s"].mean(), "gain NDCG@20": gain_over_plain(runs, label, g),
                                 "teacher_wins": float(np.mean([w for w in wins if w is not None])) if wins else None})
     ablations = load_ablation_runs(base)
@@ -246,8 +248,9 @@ def print_report(rep: dict) -> None:
         wins = f"{s['teacher_wins']:.3f}" if s["teacher_wins"] is not None else ""
         ov = f"{s['overlap@20']:.3f}" if pd.notna(s["overlap@20"]) else ""
         picked = f" (lambda_d picked: {', '.join(s['lambda_d'])})" if s.get("lambda_d") else ""
+        capped = f" ({s['capped']} at the epoch cap)" if s.get("capped") else ""  # absent in older stored summaries
         print(f"| {s['label']}{picked} | {s['seeds']} | {s['HR@20']} | {s['NDCG@20']} | {gain} | {ov} | {wins} | "
-              f"{s['best_epoch']:.1f} | {s['train_s']:.0f} |")
+              f"{s['best_epoch']:.1f}{capped} | {s['train_s']:.0f} |")
     if rep["ablations"]:
         print("\n| ablation (SASRec + DRO + DLLM2Rec) | teacher | seeds | test HR@20 | test NDCG@20 "
               "| NDCG@20 vs full model (same seeds) | vs plain DROS |\n|---|---|---|---|---|---|---|")

@@ -163,6 +163,21 @@ def test_runs_find_their_teacher_by_folder_name_after_the_root_moved(tmp_path):
     assert runs.loc["dros+dllm2rec-retrieve", "teacher"] == "retrieve" and runs.loc["dros", "teacher"] == ""
 
 
+def test_runs_that_ended_at_the_epoch_cap_are_counted_in_the_report(tmp_path, capsys):
+    for seed, stopped in enumerate([True, False, None]):  # None: a metrics.json without the field counts as stopped
+        path = tmp_path / "students" / "sasrec" / f"seed{seed}" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"test": {"HR@20": 0.1, "NDCG@20": 0.05, "HR@10": 0.08, "NDCG@10": 0.04},
+                                    "valid": {"NDCG@20": 0.06}, "best_epoch": 30, "train_seconds": 9.0, "config": {},
+                                    "teacher": None, **({} if stopped is None else {"stopped_early": stopped})}))
+    assert report.load_runs(tmp_path / "students")["capped"].tolist() == [False, True, False]
+    row = {**student_row("sasrec", 3, 0.1, 0.05, None), "HR@20": "0.1", "NDCG@20": "0.05", "lambda_d": None,
+           "overlap@20": float("nan"), "teacher_wins": None, "best_epoch": 30.0, "train_s": 9.0}
+    report.print_report({"dataset": "toys", "teachers": {}, "ablations": [], "students": [{**row, "capped": 1}, row]})
+    table = capsys.readouterr().out
+    assert "| 30.0 (1 at the epoch cap) | 9 |" in table and table.count("at the epoch cap") == 1
+
+
 def test_a_report_is_stored_as_strict_json_and_read_back_when_the_runs_are_gone(tmp_path, monkeypatch):
     (tmp_path / "runs" / "toys" / "data").mkdir(parents=True)
     rep = {"dataset": "toys", "teachers": {}, "ablations": [],
