@@ -26,7 +26,7 @@ from pipeline.io import read_json, write_json
 from results_report import gain_over_plain, load_ablation_runs, load_runs, picked_lambdas, tuned_runs
 from student.data import split_tensors
 from student.evaluate import evaluate
-from student.recommend import load_student
+from student.recommend import load_student, require_trained_on
 
 log = logging.getLogger("results")
 MASKED_FILE = "masked.json"
@@ -40,10 +40,7 @@ def masked_metrics(run: Path, dataset: Dataset) -> dict:
     if cached.exists() and (found := read_json(cached)).get("key") == key:
         return found
     model = load_student(run / "best.pt")
-    trained_on = model.checkpoint_info.get("dataset_hash") or "?"
-    if trained_on != dataset.content_hash:
-        raise ValueError(f"{run / 'best.pt'} was trained on dataset version {trained_on[:12]}, "
-                         f"not on the one under this root ({dataset.content_hash[:12]})")
+    require_trained_on(model, dataset, run / "best.pt")
     out = {split: evaluate(model, split_tensors(dataset, split), batch_size=model.config.train.eval_batch_size,
                            mask_history=True, top_n=0).metrics for split in ("valid", "test")}
     out["key"] = key

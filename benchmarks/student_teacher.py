@@ -39,7 +39,7 @@ from pipeline.artifacts import TeacherRankings, load_teacher_artifacts, write_te
 from pipeline.dataset import Dataset, load_dataset  # noqa: E402
 from student.data import split_tensors  # noqa: E402
 from student.evaluate import evaluate, exclude_items  # noqa: E402
-from student.recommend import load_student  # noqa: E402
+from student.recommend import load_student, require_trained_on  # noqa: E402
 
 log = logging.getLogger("student_teacher")
 
@@ -60,10 +60,7 @@ class Ensemble(nn.Module):
 def load_ensemble(checkpoints: list[str | Path], dataset: Dataset) -> Ensemble:
     members = [load_student(p) for p in checkpoints]
     for path, m in zip(checkpoints, members):
-        info = m.checkpoint_info
-        if info["dataset_hash"] != dataset.content_hash or int(info["n_items"]) != dataset.n_items:
-            raise ValueError(f"{path}: trained on other data (dataset hash {str(info['dataset_hash'])[:12]}, "
-                             f"{info['n_items']} items) than {dataset.content_hash[:12]} ({dataset.n_items} items)")
+        require_trained_on(m, dataset, path)
     return Ensemble(members).eval()
 
 

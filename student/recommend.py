@@ -47,6 +47,15 @@ def load_student(checkpoint_path: str | Path, device: str | torch.device = "cpu"
     return model.to(device).eval()
 
 
+def require_trained_on(model: nn.Module, dataset, checkpoint_path: str | Path) -> None:
+    """Raise unless the student loaded from `checkpoint_path` was trained on this very dataset
+    version: its scores on another version's samples would be silently meaningless."""
+    trained_on = (getattr(model, "checkpoint_info", None) or {}).get("dataset_hash") or "?"
+    if trained_on != dataset.content_hash:
+        raise ValueError(f"{checkpoint_path} was trained on dataset version {trained_on[:12]}, "
+                         f"not on {dataset.content_hash[:12]}")
+
+
 def export_student(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     """Write a serving checkpoint: the baked model (no teacher table, no projector, no
     training state), loadable by `load_student`. Atomic, like every checkpoint.
